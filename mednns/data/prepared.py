@@ -1,0 +1,77 @@
+"""The `prepare` stage's artefact: a validated copy of a dataset plus a manifest, and its reader."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from mednns import __version__
+from mednns.data.catalog import resolve
+from mednns.data.loader import load_source
+from mednns.data.npz import MedDataset, build_dataset, read_arrays
+from mednns.data.spec import SPLITS, DatasetSpec
+from mednns.errors import DataError
+from mednns.io import atomic_path, sha256_file
+
+log = logging.getLogger(__name__)
+
+DATA_FILE, MANIFEST_FILE = "data.npz", "manifest.json"
+
+
+def manifest_for(ds: MedDataset, data_sha256: str, source_path: Path, source_sha256: str) -> dict:
+    # Only the file name: an absolute path would make the same data a different DVC output per machine.
+    spec = replace(ds.spec, source=source_path.name)
+    return {
+        "spec": spec.to_dict(),
+        "counts": {s: {"total": ds.spec.splits[s], "per_class": ds.class_counts(s)} for s in SPLITS},
+        "sha256": {DATA_FILE: data_sha256},
+        "source": {"file": source_path.name, "sha256": source_sha256},
+        "mednns_version": __version__,
+    }
+
+
+def prepare(name_or_path: str, out_dir: str | Path, size: int = 28, root: str | Path | None = None,
+            download: bool = True) -> dict:
+    """Validate a dataset and write `<out_dir>/data.npz` and `manifest.json`, all or nothing."""
+    source = resolve(name_or_path, size=size, root=root, download=download)
+    ds = load_source(source)
+    log.info("%s: %s, %d channel(s), %d classes, splits %s", ds.spec.name, ds.spec.task.value,
+             ds.spec.channels, ds.spec.num_classes, ds.spec.splits)
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        arrays = {}
+        for split in SPLITS:
+            arrays[f"{split}_images"] = ds.images(split)
+            arrays[f"{split}_labels"] = ds.labels(split)
+        # Uncompressed: training reads this file on every run, and DVC already dedups it.
+        np.savez(tmp / DATA_FILE, **arrays)
+        manifest = manifest_for(ds, sha256_file(tmp / DATA_FILE), source.path,
+                                sha256_file(source.path))
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    log.info("%s: wrote %s", ds.spec.name, out_dir)
+    return manifest
+
+
+def load_prepared(folder: str | Path, verify: bool = True) -> MedDataset:
+    """Read a prepared dataset back; with `verify`, refuse one whose data no longer matches."""
+    folder = Path(folder)
+    manifest_path = folder / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise DataError(f"{folder}: no {MANIFEST_FILE}; run `dvc repro prepare` (or `mednns data "
+                        "prepare`) first")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        spec = DatasetSpec.from_dict(manifest["spec"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{manifest_path}: unreadable manifest ({e}); re-run the prepare stage") from None
+    data = folder / DATA_FILE
+    if verify and sha256_file(data) != manifest["sha256"][DATA_FILE]:
+        raise DataError(f"{data}: sha256 differs from the manifest; re-run the prepare stage "
+                        "(`dvc repro -f prepare`) or `dvc checkout`")
+    return build_dataset(read_arrays(data), str(data), spec.name, spec.source, task=spec.task,
+                         num_classes=spec.num_classes, channels=spec.channels,
+                         label_names=spec.label_names)
