@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 
 def setup_logging(level: str | int | None = None) -> None:
-    from rich.logging import RichHandler
-
     level = level or os.environ.get("MEDNNS_LOG_LEVEL", "INFO")
-    logging.basicConfig(level=level, format="%(message)s", datefmt="[%X]",
-                        handlers=[RichHandler(show_path=False, rich_tracebacks=False)], force=True)
-    for noisy in ("alembic", "urllib3", "botocore", "mlflow.store", "git"):
+    if sys.stderr.isatty():
+        from rich.logging import RichHandler
+
+        handler: logging.Handler = RichHandler(show_path=False)
+        fmt = "%(message)s"
+    else:
+        # Plain lines when piped (DVC, CI, files): rich would wrap them at 80 columns.
+        handler, fmt = logging.StreamHandler(), "%(asctime)s %(levelname)s %(message)s"
+    handler.setFormatter(logging.Formatter(fmt, datefmt="%H:%M:%S"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    for noisy in ("alembic", "urllib3", "botocore", "mlflow.store", "git", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 from typing import Callable
@@ -26,5 +25,5 @@ def run(main: Callable[[list[str]], None]) -> None:
     try:
         main(sys.argv[1:])
     except MedNNSError as e:
-        logging.getLogger("pipelines").error("%s", e)
+        print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

@@ -1,0 +1,100 @@
+"""Shared fixtures: tiny synthetic datasets in MedMNIST's npz layout (tests never download)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SPLIT_SIZES = {"train": 40, "val": 12, "test": 12}
+
+
+def synthetic_arrays(task: str = "multi-class", classes: int = 4, channels: int = 1, size: int = 28,
+                     sizes: dict[str, int] | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+    """Images whose mean brightness depends on the label, so a model can learn them."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, n in (sizes or SPLIT_SIZES).items():
+        if task == "multi-label":
+            labels = rng.integers(0, 2, size=(n, classes)).astype(np.uint8)
+            level = labels.argmax(axis=1)
+        else:
+            labels = (np.arange(n) % classes).astype(np.uint8).reshape(-1, 1)
+            level = labels[:, 0]
+        base = (level * (200 // max(classes - 1, 1)) + 20).astype(np.float64)
+        shape = (n, size, size) if channels == 1 else (n, size, size, channels)
+        noise = rng.normal(0, 10, size=shape)
+        images = np.clip(base.reshape((-1,) + (1,) * (len(shape) - 1)) + noise, 0, 255).astype(np.uint8)
+        arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels
+    return arrays
+
+
+def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **arrays)
+    return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _venv_on_path():
+    """Stage commands say `python` and tests call `dvc`: both must be this environment's."""
+    import os
+    import sys
+
+    bin_dir = str(Path(sys.executable).parent)
+    os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch) -> Path:
+    """An empty MEDNNS_DATA_DIR for the test to fill."""
+    root = tmp_path / "medmnist"
+    root.mkdir()
+    monkeypatch.setenv("MEDNNS_DATA_DIR", str(root))
+    return root
+
+
+@pytest.fixture
+def make_npz(tmp_path):
+    def make(name: str = "toy.npz", folder: Path | None = None, **kwargs) -> Path:
+        return write_npz((folder or tmp_path) / name, synthetic_arrays(**kwargs))
+
+    return make
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None):
+    """Run the real `mednns` console command in a subprocess (what a user types)."""
+    import os
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).with_name("mednns")
+    return subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=600)
+
+
+@pytest.fixture
+def dvc_project(tmp_path, data_dir):
+    """A fresh git + DVC checkout of this repo's pipeline, in a temporary folder.
+
+    The code is the installed package; the copy carries what the stages list as deps.
+    """
+    import shutil
+    import subprocess
+
+    root = tmp_path / "project"
+    root.mkdir()
+    for item in ("dvc.yaml", "params.yaml", "pipelines", "mednns", "registry"):
+        src = REPO / item
+        if src.is_dir():
+            shutil.copytree(src, root / item, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.exists():
+            shutil.copy2(src, root / item)
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"]):
+        subprocess.run(cmd, cwd=root, check=True)
+    return root
