@@ -1,0 +1,51 @@
+"""Supernet checkpoints: weights plus everything needed to rebuild and trust them, loadable with
+`torch.load(weights_only=True)` (plain dicts, lists, numbers, strings and tensors only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from mednns.data.spec import DatasetSpec
+from mednns.errors import MedNNSError
+from mednns.io import atomic_path
+from mednns.supernet import Supernet
+
+FORMAT = "mednns.supernet/1"
+
+
+def save_supernet(path: str | Path, net: Supernet, spec: DatasetSpec, summary: dict) -> None:
+    payload = {
+        "format": FORMAT,
+        "config": net.config(),
+        "spec": spec.to_dict(),
+        "summary": summary,
+        "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise MedNNSError(f"{path}: checkpoint not found; run `dvc repro train_supernet` or `dvc pull`")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a damaged or foreign file
+        raise MedNNSError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e}); "
+                          "re-run the stage or `dvc checkout`") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise MedNNSError(f"{path}: not a MedNNS supernet checkpoint (expected format {FORMAT})")
+    return payload
+
+
+def load_supernet(path: str | Path, device: str | torch.device = "cpu") -> tuple[Supernet, dict]:
+    """The supernet of a checkpoint (eval mode) and the checkpoint's metadata."""
+    payload = read_checkpoint(path)
+    net = Supernet.from_config(payload["config"])
+    net.load_state_dict(payload["state_dict"])
+    meta = {k: v for k, v in payload.items() if k != "state_dict"}
+    meta["spec"] = DatasetSpec.from_dict(meta["spec"])
+    return net.to(device).eval(), meta

@@ -1,0 +1,11 @@
+"""Elastic (weight-sharing) layers and the MBConv blocks built from them."""
+from mednns.layers.blocks import ElasticMBConv, MBConv
+from mednns.layers.elastic import ElasticBatchNorm2d, ElasticDepthwiseConv2d, ElasticPointwiseConv2d
+
+__all__ = [
+    "ElasticBatchNorm2d",
+    "ElasticDepthwiseConv2d",
+    "ElasticMBConv",
+    "ElasticPointwiseConv2d",
+    "MBConv",
+]

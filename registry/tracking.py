@@ -1,0 +1,80 @@
+"""MLflow tracking: the embedded local store by default, any server through MLFLOW_TRACKING_URI.
+
+A run is identified by a `mednns.run_key` tag (stage, dataset, settings), so a stage that was
+interrupted continues its own run when re-run instead of leaving a second, half-finished one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from mednns.errors import MedNNSError
+
+log = logging.getLogger(__name__)
+
+RUN_KEY_TAG = "mednns.run_key"
+# Fail fast on a dead server instead of MLflow's minutes of retries.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+
+
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI when set, else the embedded SQLite store `mlflow.db` in the working dir."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
+
+
+def check_reachable(uri: str) -> None:
+    if not uri.startswith(("http://", "https://")):
+        return
+    import requests
+
+    try:
+        requests.get(uri.rstrip("/") + "/health", timeout=5).raise_for_status()
+    except requests.RequestException as e:
+        raise MedNNSError(f"MLflow server {uri} is unreachable ({type(e).__name__}); start it, or unset "
+                          "MLFLOW_TRACKING_URI to use the local store mlflow.db") from None
+
+
+def configure() -> str:
+    import mlflow
+
+    uri = tracking_uri()
+    check_reachable(uri)
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, str]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = str(v)[:500]
+    return out
+
+
+@contextmanager
+def tracked_run(experiment: str, run_key: str, params: dict, tags: dict | None = None,
+                run_name: str | None = None) -> Iterator["mlflow.ActiveRun"]:  # noqa: F821
+    """Start (or continue, if an earlier attempt did not finish) the run identified by `run_key`."""
+    import mlflow
+
+    configure()
+    exp = mlflow.set_experiment(experiment)
+    previous = mlflow.search_runs([exp.experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{run_key}'",
+                                  output_format="list", order_by=["attributes.start_time DESC"])
+    unfinished = [r for r in previous if r.info.status != "FINISHED"]
+    run_id = unfinished[0].info.run_id if unfinished else None
+    if run_id:
+        log.info("continuing MLflow run %s (%s)", run_id, run_key)
+    with mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name,
+                          tags={RUN_KEY_TAG: run_key, **(tags or {})}) as run:
+        if not run_id:
+            mlflow.log_params(flatten(params))
+        yield run

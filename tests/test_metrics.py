@@ -1,0 +1,38 @@
+"""Scores follow MedMNIST's definitions; expected values are worked out by hand."""
+
+import numpy as np
+import pytest
+
+from mednns.data import Task
+from mednns.metrics import accuracy, auc
+
+
+def test_binary_uses_the_positive_column_and_a_half_threshold():
+    y = np.array([[0], [1], [1], [0]])
+    score = np.array([[.8, .2], [.2, .8], [.6, .4], [.4, .6]])
+    assert accuracy(y, score, Task.BINARY) == 0.5
+    # positives score .8 and .4, negatives .2 and .6: 3 of 4 pairs ordered right
+    assert auc(y, score, Task.BINARY) == pytest.approx(0.75)
+
+
+def test_multi_class_accuracy_is_argmax_and_auc_is_mean_one_vs_rest():
+    y = np.array([[0], [1], [2], [2]])
+    score = np.array([[.7, .2, .1], [.1, .8, .1], [.5, .1, .4], [.1, .2, .7]])
+    assert accuracy(y, score, Task.MULTI_CLASS) == 0.75
+    # class 0: pos .7 vs neg .1 .5 .1 -> 1; class 1: pos .8 vs .2 .1 .2 -> 1;
+    # class 2: pos .4 .7 vs neg .1 .1 -> 1
+    assert auc(y, score, Task.MULTI_CLASS) == pytest.approx(1.0)
+
+
+def test_multi_label_accuracy_averages_labels():
+    y = np.array([[1, 0], [0, 1]])
+    score = np.array([[.9, .6], [.2, .7]])
+    assert accuracy(y, score, Task.MULTI_LABEL) == 0.75
+    assert auc(y, score, Task.MULTI_LABEL) == pytest.approx(1.0)
+
+
+def test_auc_skips_a_class_absent_from_the_labels():
+    y = np.array([[0], [0], [1], [1]])
+    score = np.array([[.6, .3, .1], [.2, .7, .1], [.1, .8, .1], [.5, .4, .1]])
+    # class 2 never occurs; class 0: pos .6 .2 vs neg .1 .5 -> 3/4; class 1: pos .8 .4 vs .3 .7 -> 3/4
+    assert auc(y, score, Task.MULTI_CLASS) == pytest.approx(0.75)
