@@ -174,7 +174,7 @@ class SupernetTrainer:
             self.sched.step()
             total += loss.item() * len(x)
             seen += len(x)
-            bar.set_postfix(loss=f"{total / seen:.3f}")
+            bar.set_postfix(loss=f"{total / seen:.3f}", refresh=False)
         self.net.set_active(largest)
         return total / max(seen, 1)
 

@@ -14,7 +14,8 @@ from mednns.logs import setup_logging
 PARAMS_FILE = Path("params.yaml")
 
 
-def params(section: str | None = None) -> dict:
+def params(section: str | None = None):
+    """All of params.yaml, or one top-level entry of it (a stage's section, or `datasets`)."""
     all_params = yaml.safe_load(PARAMS_FILE.read_text()) or {}
     return all_params if section is None else all_params.get(section) or {}
 

@@ -7,6 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mednns.data.npz import build_dataset
+from mednns.supernet_train import SupernetConfig
+
 SPLIT_SIZES = {"train": 40, "val": 12, "test": 12}
 
 
@@ -98,3 +101,20 @@ def dvc_project(tmp_path, data_dir):
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"]):
         subprocess.run(cmd, cwd=root, check=True)
     return root
+
+
+# A supernet small enough to train in seconds, for tests of training, zoo and everything after.
+TINY_SPACE = {"stem_width": 8, "widths": [8, 16], "strides": [2, 2], "depth_choices": [1, 2],
+              "kernel_choices": [3, 5], "expand_choices": [2, 3], "head_width": 16}
+
+
+def tiny_dataset(task="multi-class", classes=4, channels=1, name="toy", seed=0):
+    arrays = synthetic_arrays(task=task, classes=classes, channels=channels, size=16,
+                              sizes={"train": 96, "val": 32, "test": 32}, seed=seed)
+    return build_dataset(arrays, "synthetic", name, "synthetic")
+
+
+def tiny_config(**kw):
+    base = dict(epochs=3, warmup_epochs=1, batch_size=16, lr=0.05, recalib_images=64,
+                eval_batch_size=64, space=TINY_SPACE)
+    return SupernetConfig(**{**base, **kw})

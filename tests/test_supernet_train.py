@@ -5,25 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import synthetic_arrays
+from conftest import tiny_config, tiny_dataset
 from mednns.checkpoint import load_supernet, read_checkpoint
-from mednns.data.npz import build_dataset
-from mednns.supernet_train import SupernetConfig, SupernetTrainer
-
-TINY_SPACE = {"stem_width": 8, "widths": [8, 16], "strides": [2, 2], "depth_choices": [1, 2],
-              "kernel_choices": [3, 5], "expand_choices": [2, 3], "head_width": 16}
-
-
-def tiny_dataset(task="multi-class", classes=4, channels=1):
-    arrays = synthetic_arrays(task=task, classes=classes, channels=channels, size=16,
-                              sizes={"train": 96, "val": 32, "test": 32})
-    return build_dataset(arrays, "synthetic", "toy", "synthetic")
-
-
-def tiny_config(**kw):
-    base = dict(epochs=3, warmup_epochs=1, batch_size=16, lr=0.05, recalib_images=64,
-                eval_batch_size=64, space=TINY_SPACE)
-    return SupernetConfig(**{**base, **kw})
+from mednns.supernet_train import SupernetTrainer
 
 
 class Interrupt(Exception):

@@ -1,0 +1,165 @@
+"""Scoring one subnet: extract, recalibrate BatchNorm, score on its own dataset, probe transfer to others.
+
+Everything that does not depend on the arch (image tensors, probe input, train subsets) is made once
+per supernet, so the per-subnet cost is the extraction plus the forward passes themselves.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+from torch.utils.flop_counter import FlopCounterMode
+
+from mednns.bn import recalibrate_bn
+from mednns.data.npz import MedDataset
+from mednns.data.spec import Task
+from mednns.data.tensors import to_tensor
+from mednns.metrics import accuracy, auc, evaluate_scores
+from mednns.space import Arch
+from mednns.supernet import StaticNet, Supernet
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    recalib_images: int = 512
+    recalib_batch: int = 256
+    eval_batch: int = 1024
+    max_eval_images: int = 2000        # per own split; 0 scores the whole split
+    probe_train_images: int = 600      # transfer probe: target train subset the head is fit on
+    probe_val_images: int = 400        # transfer probe: target val subset it is scored on
+    probe_input_images: int = 16       # fixed Gaussian input for the functional embedding
+    latency_runs: int = 10
+    seed: int = 0
+    channels_last: bool = True
+
+
+def _subset(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    return np.arange(n) if not k or k >= n else np.sort(rng.choice(n, k, replace=False))
+
+
+@dataclass
+class _ProbeData:
+    task: Task
+    num_classes: int
+    x_train: torch.Tensor
+    y_train: np.ndarray
+    x_val: torch.Tensor
+    y_val: np.ndarray
+
+
+class SubnetScorer:
+    """Scores archs of one supernet on its own dataset and, through the transfer probe, on targets."""
+
+    def __init__(self, supernet: Supernet, source: MedDataset, targets: list[MedDataset],
+                 cfg: ScoringConfig, device: str | torch.device = "cpu"):
+        self.net, self.source, self.cfg, self.device = supernet.eval(), source, cfg, torch.device(device)
+        spec = source.spec
+        self._fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        rng = np.random.default_rng(cfg.seed)
+        self.recalib_idx = _subset(spec.splits["train"], cfg.recalib_images, rng)
+        self.recalib_x = self._tensor(source.images("train")[self.recalib_idx])
+        self.own: dict[str, tuple[torch.Tensor, np.ndarray]] = {}
+        for split in ("val", "test"):
+            idx = _subset(spec.splits[split], cfg.max_eval_images, rng)
+            self.own[split] = (self._tensor(source.images(split)[idx]), source.labels(split)[idx])
+        self.eval_images = len(self.own["val"][1])
+        self.probes = {t.spec.name: self._probe_data(t, rng) for t in [source, *targets]}
+        gen = torch.Generator().manual_seed(cfg.seed)
+        self.probe_input = torch.randn(cfg.probe_input_images, spec.channels, spec.image_size,
+                                       spec.image_size, generator=gen).to(self.device, memory_format=self._fmt)
+
+    def _tensor(self, images: np.ndarray) -> torch.Tensor:
+        spec = self.source.spec
+        x = to_tensor(images, channels=spec.channels, size=spec.image_size)
+        return x.to(self.device, memory_format=self._fmt)
+
+    def _probe_data(self, ds: MedDataset, rng: np.random.Generator) -> _ProbeData:
+        tr = _subset(ds.spec.splits["train"], self.cfg.probe_train_images, rng)
+        va = _subset(ds.spec.splits["val"], self.cfg.probe_val_images, rng)
+        # Target images are fed at the source's channels and resolution, as the subnet expects.
+        return _ProbeData(ds.spec.task, ds.spec.num_classes, self._tensor(ds.images("train")[tr]),
+                          ds.labels("train")[tr], self._tensor(ds.images("val")[va]), ds.labels("val")[va])
+
+    # -- the pieces ---------------------------------------------------------------------------
+    def extract(self, arch: Arch) -> StaticNet:
+        net = self.net.extract(arch).to(self.device, memory_format=self._fmt)
+        b = self.cfg.recalib_batch
+        return recalibrate_bn(net, (self.recalib_x[i:i + b] for i in range(0, len(self.recalib_x), b)))
+
+    def _features(self, net: StaticNet, x: torch.Tensor) -> torch.Tensor:
+        b = self.cfg.eval_batch
+        return torch.cat([net.forward_features(x[i:i + b]) for i in range(0, len(x), b)]).float()
+
+    @staticmethod
+    def fit_probe(train_feats: np.ndarray, y_train: np.ndarray, val_feats: np.ndarray, y_val: np.ndarray,
+                  task: Task, num_classes: int) -> dict[str, float]:
+        """Logistic-regression head on frozen features; MedMNIST accuracy and AUC on val."""
+        scaler = StandardScaler().fit(train_feats)
+        xt, xv = scaler.transform(train_feats), scaler.transform(val_feats)
+        columns = range(num_classes) if task is Task.MULTI_LABEL else [None]
+        score = np.zeros((len(xv), num_classes))
+        for col in columns:
+            y = y_train[:, 0] if col is None else y_train[:, col]
+            classes = np.unique(y)
+            if len(classes) < 2:  # one class only in the subset: predict it with certainty
+                if col is None:
+                    score[:, int(classes[0])] = 1.0
+                else:
+                    score[:, col] = float(classes[0])
+                continue
+            clf = LogisticRegression(max_iter=300, C=0.5).fit(xt, y)
+            proba = clf.predict_proba(xv)
+            if col is None:
+                score[:, clf.classes_.astype(int)] = proba
+            else:
+                score[:, col] = proba[:, 1]
+        return {"acc": accuracy(y_val, score, task), "auc": auc(y_val, score, task)}
+
+    def macs(self, net: StaticNet) -> int:
+        with FlopCounterMode(display=False) as counter:
+            net(self.probe_input[:1])
+        return int(counter.get_total_flops() // 2)
+
+    def latency_ms(self, net: StaticNet) -> float:
+        x = self.probe_input[:1]
+        for _ in range(2):
+            net(x)
+        times = []
+        for _ in range(self.cfg.latency_runs):
+            t0 = time.perf_counter()
+            net(x)
+            times.append(time.perf_counter() - t0)
+        return 1000 * statistics.median(times)
+
+    # -- one subnet ---------------------------------------------------------------------------
+    @torch.inference_mode()
+    def score(self, arch: Arch, targets: list[str]) -> list[dict]:
+        """Rows of the zoo table for `arch`: its own target first, then each of `targets`."""
+        net = self.extract(arch)
+        own_task, source = self.source.spec.task, self.source.spec.name
+        row = {"source_dataset": source, "arch_id": arch.arch_id, "arch_json": arch.to_json(),
+               "encoding": self.net.space.encode(arch).tolist(),
+               "params": sum(p.numel() for p in net.parameters()), "macs": self.macs(net),
+               "latency_ms": self.latency_ms(net), "recalib_images": len(self.recalib_idx),
+               "recalib_seed": self.cfg.seed, "eval_images": self.eval_images}
+        feats = self._features(net, self.probe_input)
+        row["embedding"] = torch.cat([feats.mean(0), feats.std(0)]).tolist()
+        for split, (x, y) in self.own.items():
+            scores = evaluate_scores(y, net.classifier(self._features(net, x)), own_task)
+            row[f"{split}_acc"], row[f"{split}_auc"] = scores["acc"], scores["auc"]
+        rows = []
+        for target in [source, *[t for t in targets if t != source]]:
+            p = self.probes[target]
+            probe = self.fit_probe(self._features(net, p.x_train).cpu().numpy(), p.y_train,
+                                   self._features(net, p.x_val).cpu().numpy(), p.y_val, p.task, p.num_classes)
+            own = target == source
+            rows.append({**row, "target_dataset": target,
+                         **({} if own else {k: float("nan") for k in ("val_acc", "val_auc", "test_acc", "test_auc")}),
+                         "transfer_acc": probe["acc"], "transfer_auc": probe["auc"]})
+        return rows
