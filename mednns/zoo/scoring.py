@@ -12,15 +12,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
 from torch.utils.flop_counter import FlopCounterMode
 
 from mednns.bn import recalibrate_bn
 from mednns.data.npz import MedDataset
 from mednns.data.spec import Task
 from mednns.data.tensors import to_tensor
-from mednns.metrics import accuracy, auc, evaluate_scores
+from mednns.heads import fit_logistic_head
+from mednns.metrics import evaluate_scores
 from mednns.space import Arch
 from mednns.supernet import StaticNet, Supernet
 
@@ -100,26 +99,8 @@ class SubnetScorer:
     def fit_probe(train_feats: np.ndarray, y_train: np.ndarray, val_feats: np.ndarray, y_val: np.ndarray,
                   task: Task, num_classes: int) -> dict[str, float]:
         """Logistic-regression head on frozen features; MedMNIST accuracy and AUC on val."""
-        scaler = StandardScaler().fit(train_feats)
-        xt, xv = scaler.transform(train_feats), scaler.transform(val_feats)
-        columns = range(num_classes) if task is Task.MULTI_LABEL else [None]
-        score = np.zeros((len(xv), num_classes))
-        for col in columns:
-            y = y_train[:, 0] if col is None else y_train[:, col]
-            classes = np.unique(y)
-            if len(classes) < 2:  # one class only in the subset: predict it with certainty
-                if col is None:
-                    score[:, int(classes[0])] = 1.0
-                else:
-                    score[:, col] = float(classes[0])
-                continue
-            clf = LogisticRegression(max_iter=300, C=0.5).fit(xt, y)
-            proba = clf.predict_proba(xv)
-            if col is None:
-                score[:, clf.classes_.astype(int)] = proba
-            else:
-                score[:, col] = proba[:, 1]
-        return {"acc": accuracy(y_val, score, task), "auc": auc(y_val, score, task)}
+        weight, bias = fit_logistic_head(train_feats, y_train, task, num_classes)
+        return evaluate_scores(y_val, val_feats @ weight.T + bias, task)
 
     def macs(self, net: StaticNet) -> int:
         with FlopCounterMode(display=False) as counter:

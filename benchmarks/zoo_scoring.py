@@ -1,0 +1,164 @@
+"""Zoo scoring speed on BloodMNIST at the demo settings (`params.yaml: zoo`).
+
+Run: `MEDNNS_DATA_DIR=../shared/medmnist python -m benchmarks.zoo_scoring [--subnets 12] [--device cuda]`.
+
+In one run it measures, over the first subnets the zoo itself would score (same archs, same mix of
+own-only and transfer-probed archs):
+- the scorer's subnets per second (extract + recalibrate + score, transfer targets included);
+- (a) that per-subnet cost over the bare forward passes it contains (every input the scorer feeds
+  the subnet, replayed on an already extracted net): target <= 1.5x;
+- (b) the speed-up over the naive loop (deepcopy the supernet, extract, recalibrate and run full
+  passes from uint8 for each target, no reuse, no channels_last): target >= 5x.
+The supernet is `models/supernets/bloodmnist.pt` when present, else a freshly initialised one
+(the speed of a forward pass does not depend on the weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from benchmarks.common import print_table
+from mednns.batches import iterate, predict
+from mednns.bn import recalibrate_bn
+from mednns.checkpoint import load_supernet
+from mednns.data import load_dataset
+from mednns.metrics import evaluate_scores
+from mednns.supernet import Supernet
+from mednns.zoo.build import ZooConfig, transfer_subset
+from mednns.zoo.sampling import sample_unique
+from mednns.zoo.scoring import SubnetScorer
+
+SOURCE = "bloodmnist"
+NAIVE_BATCH = 128
+
+
+def _supernet(spec, device: str) -> tuple[Supernet, str]:
+    path = Path(f"models/supernets/{SOURCE}.pt")
+    if path.is_file():
+        return load_supernet(path, device=device)[0], str(path)
+    from mednns.space import SearchSpace
+
+    torch.manual_seed(0)
+    net = Supernet(SearchSpace(), spec.channels, spec.num_classes, spec.image_size).to(device).eval()
+    return net, "fresh (untrained) supernet"
+
+
+class _ForwardRecorder:
+    """Records every input that reaches a subnet's stem, i.e. every forward pass the scorer makes."""
+
+    def __init__(self, supernet: Supernet):
+        supernet.stem._bench_stem = True  # copied into every extracted subnet's stem
+        self.inputs: list[tuple[torch.Tensor, bool]] = []
+        self.handle = torch.nn.modules.module.register_module_forward_pre_hook(self._hook)
+
+    def _hook(self, module, args):
+        if getattr(module, "_bench_stem", False):
+            self.inputs.append((args[0], module.training))
+
+    def close(self) -> None:
+        self.handle.remove()
+
+
+@torch.inference_mode()
+def _replay(net, inputs: list[tuple[torch.Tensor, bool]]) -> None:
+    for x, training in inputs:
+        net.train(training)
+        net.forward_features(x)
+    net.eval()
+
+
+def _naive_score(supernet, source, targets, arch, cfg: ZooConfig, device: str) -> None:
+    """What a first attempt does: a fresh copy of everything for every (arch, target) pair."""
+    spec = source.spec
+    kw = {"channels": spec.channels, "size": spec.image_size, "device": device}
+    recalib = source.images("train")[: cfg.recalib_images]
+    for target in [source, *targets]:
+        net = copy.deepcopy(supernet)
+        net.set_active(arch)
+        sub = net.extract(arch)
+        recalibrate_bn(sub, (x for x, _ in iterate(recalib, None, NAIVE_BATCH, **kw)))
+        with torch.no_grad():
+            if target is source:
+                for split in ("val", "test"):
+                    evaluate_scores(source.labels(split), predict(sub, source.images(split), NAIVE_BATCH, **kw),
+                                    spec.task)
+            for split, k in (("train", cfg.probe_train_images), ("val", cfg.probe_val_images)):
+                torch.cat([sub.forward_features(x) for x, _ in
+                           iterate(target.images(split)[:k], None, NAIVE_BATCH, **kw)])
+
+
+def run(subnets: int = 12, naive_subnets: int = 3, device: str = "cpu") -> tuple[list[dict], dict]:
+    cfg = ZooConfig.from_params(yaml.safe_load(Path("params.yaml").read_text())["zoo"])
+    source = load_dataset(SOURCE, download=False)
+    names = yaml.safe_load(Path("params.yaml").read_text())["datasets"]
+    targets = [load_dataset(n, download=False) for n in names if n != SOURCE]
+    supernet, origin = _supernet(source.spec, device)
+    all_archs = sample_unique(supernet.space, cfg.num_archs, cfg.seed)
+    with_transfer = transfer_subset([a.arch_id for a in all_archs], cfg.transfer_per_dataset, cfg.seed)
+    archs = all_archs[:subnets]
+    target_names = [t.spec.name for t in targets]
+    plan = [(a, target_names if a.arch_id in with_transfer else []) for a in archs]
+
+    t0 = time.perf_counter()
+    scorer = SubnetScorer(supernet, source, targets, cfg.scoring(), device=device)
+    setup = time.perf_counter() - t0
+
+    # Scorer and bare forwards alternate per subnet, so machine noise hits both alike.
+    per_subnet, bare = [], 0.0
+    for arch, tnames in plan:
+        recorder = _ForwardRecorder(supernet)
+        t0 = time.perf_counter()
+        scorer.score(arch, tnames)
+        per_subnet.append(time.perf_counter() - t0)
+        recorder.close()
+        net = scorer.extract(arch)
+        t0 = time.perf_counter()
+        _replay(net, recorder.inputs)
+        bare += time.perf_counter() - t0
+
+    naive_plan = plan[:naive_subnets]
+    by_name = {t.spec.name: t for t in targets}
+    t0 = time.perf_counter()
+    for arch, tnames in naive_plan:
+        _naive_score(supernet, source, [by_name[n] for n in tnames], arch, cfg, device)
+    naive = time.perf_counter() - t0
+    scored = sum(per_subnet)
+    fast_same = sum(per_subnet[:len(naive_plan)])  # the speed-up compares the same archs
+    n_transfer = sum(1 for _, t in plan if t)
+    rows = [
+        {"method": "scorer (extract + recalibrate + score)", "s/subnet": scored / len(plan),
+         "subnets/s": len(plan) / scored, "vs bare forwards": scored / bare},
+        {"method": "bare forward passes it contains", "s/subnet": bare / len(plan),
+         "subnets/s": len(plan) / bare, "vs bare forwards": 1.0},
+        {"method": f"naive loop (deepcopy, extract, full passes, no reuse; first {len(naive_plan)})",
+         "s/subnet": naive / len(naive_plan), "subnets/s": len(naive_plan) / naive, "vs bare forwards": ""},
+    ]
+    info = {"origin": origin, "setup_s": setup, "subnets": len(plan), "transfer": n_transfer,
+            "targets": target_names, "overhead": scored / bare,
+            "speedup": naive / fast_same}
+    return rows, info
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--subnets", type=int, default=12)
+    parser.add_argument("--naive-subnets", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    rows, info = run(args.subnets, args.naive_subnets, args.device)
+    print_table(f"Zoo scoring on {SOURCE}, demo settings, {args.device} ({torch.get_num_threads()} threads); "
+                f"{info['subnets']} subnets, {info['transfer']} with transfer to {', '.join(info['targets'])}",
+                rows)
+    print(f"\nsupernet: {info['origin']}; scorer set-up (once per supernet): {info['setup_s']:.1f} s")
+    print(f"(a) per-subnet cost / bare forward passes: {info['overhead']:.2f}x (target <= 1.5x)")
+    print(f"(b) speed-up over the naive loop: {info['speedup']:.1f}x (target >= 5x)")
+
+
+if __name__ == "__main__":
+    main()

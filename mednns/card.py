@@ -1,0 +1,72 @@
+"""The model card written beside an exported model: what was chosen and why, and how to feed it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mednns.data.spec import DatasetSpec
+from mednns.data.tensors import MEAN, STD
+from mednns.io import atomic_path
+from mednns.select import Selection
+
+_COLUMNS = ("source_dataset", "arch_id", "predicted_score", "probe_val_acc", "params", "macs", "latency_ms")
+
+
+def _table(df) -> str:
+    cols = [c for c in _COLUMNS if c in df.columns]
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(getattr(r, c)) for c in cols) + " |" for r in df.itertuples()]
+    return "\n".join(lines)
+
+
+def model_card(sel: Selection, spec: DatasetSpec, onnx_path: str | Path | None, onnx_test_acc: float | None,
+               registered_as: str | None = None) -> str:
+    c = sel.chosen
+    budget = ", ".join(f"{k} = {v}" for k, v in sel.budget.items()) or "none"
+    ft = sel.finetune
+    lines = [
+        f"# Model card: {spec.name} classifier selected by MedNNS",
+        "",
+        "## What was chosen and why",
+        f"Subnet `{c.arch_id}` of the supernet trained on **{c.source_dataset}**, taken with its weights. "
+        f"The meta-space ranked it among the top {len(sel.candidates)} zoo models for this dataset "
+        f"(predicted score {c.predicted_score:.3f}); each candidate got a logistic-regression head fit on "
+        f"{spec.name}'s train split, and this one scored best on val ({c.probe_val_acc:.4f}).",
+        "",
+        f"- architecture: `{c.arch_json}`",
+        f"- parameters: {int(c.params):,}; MACs at batch 1: {int(c.macs):,}; zoo CPU latency: {c.latency_ms:.2f} ms",
+        f"- budget: {budget}",
+        f"- fine-tuning: {ft.epochs} epoch(s), AdamW lr {ft.lr}, batch {ft.batch_size}, label smoothing "
+        f"{ft.label_smoothing}, seed {ft.seed}",
+        "",
+        "## Candidates",
+        _table(sel.candidates),
+        "",
+        "## Scores",
+        f"- val: accuracy {sel.val['acc']:.4f}, AUC {sel.val['auc']:.4f}",
+        f"- test (PyTorch): accuracy {sel.test['acc']:.4f}, AUC {sel.test['auc']:.4f}",
+    ]
+    if onnx_test_acc is not None:
+        lines.append(f"- test (onnxruntime, `{Path(onnx_path).name}`): accuracy {onnx_test_acc:.4f}")
+    lines += [
+        "",
+        "## Preprocessing",
+        f"The ONNX graph takes uint8 images exactly as the npz stores them ({'(N, H, W)' if spec.channels == 1 else '(N, H, W, 3)'},"
+        f" {spec.image_size} px) and does the rest itself: x / 255, conversion to {sel.fmt.channels} channel(s), "
+        f"resize to {sel.fmt.size} px, (x - {MEAN}) / {STD}. Output: logits over "
+        f"{spec.num_classes} classes ({', '.join(spec.label_names)}). The same is in the file's `metadata_props`.",
+        "",
+        "## Intended use",
+        f"A starting point for research on {spec.name}-like images ({spec.task.value}). Not a medical device: "
+        "not validated for clinical use, and its scores hold only for data distributed like this test split.",
+    ]
+    if registered_as:
+        lines += ["", f"Registered in MLflow as `{registered_as}`."]
+    return "\n".join(lines) + "\n"
+
+
+def write_card(path: str | Path, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)

@@ -1,0 +1,115 @@
+"""Training a static network on a dataset: the selector's fine-tuning and the from-scratch baselines.
+
+A network starts from a head fit in closed form on its frozen features (`fit_head`), then all of it
+trains with AdamW and a cosine schedule. Starting from a fitted head rather than a random one keeps
+the pretrained features from being wrecked by the first, large gradients of a random head.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from mednns.batches import iterate, predict
+from mednns.data.npz import MedDataset
+from mednns.heads import fit_logistic_head, linear_head
+from mednns.metrics import evaluate_scores
+from mednns.supernet_train import task_loss
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class InputFormat:
+    """What a network takes: channels and resolution (images of any dataset are converted to it)."""
+
+    channels: int
+    size: int
+    channels_last: bool = True
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    epochs: int = 3
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.1
+    head_images: int = 2000     # train images the closed-form head is fit on
+    max_train_images: int = 0   # per epoch (0: the whole train split)
+    seed: int = 0
+
+
+def _kw(fmt: InputFormat, device) -> dict:
+    return {"channels": fmt.channels, "size": fmt.size, "device": device, "channels_last": fmt.channels_last}
+
+
+@torch.inference_mode()
+def features(net: nn.Module, images: np.ndarray, fmt: InputFormat, device="cpu", batch: int = 512) -> np.ndarray:
+    net.eval()
+    return torch.cat([net.forward_features(x).float().cpu()
+                      for x, _ in iterate(images, None, batch, **_kw(fmt, device))]).numpy()
+
+
+def fit_head(net: nn.Module, ds: MedDataset, fmt: InputFormat, cfg: FinetuneConfig, device="cpu") -> nn.Module:
+    """Replace `net.classifier` with a logistic-regression head fit on frozen features of `ds`'s train split."""
+    rng = np.random.default_rng(cfg.seed)
+    n = ds.spec.splits["train"]
+    idx = np.sort(rng.choice(n, min(n, cfg.head_images), replace=False))
+    feats = features(net, ds.images("train")[idx], fmt, device)
+    weight, bias = fit_logistic_head(feats, ds.labels("train")[idx], ds.spec.task, ds.spec.num_classes)
+    net.classifier = linear_head(weight, bias).to(device)
+    return net
+
+
+def evaluate(net: nn.Module, ds: MedDataset, split: str, fmt: InputFormat, device="cpu") -> dict[str, float]:
+    logits = predict(net, ds.images(split), 512, **_kw(fmt, device))
+    return evaluate_scores(ds.labels(split), logits, ds.spec.task)
+
+
+def train(net: nn.Module, ds: MedDataset, fmt: InputFormat, cfg: FinetuneConfig, device="cpu",
+          on_epoch: Callable[[int, dict], None] | None = None, desc: str = "fine-tune") -> list[dict]:
+    """Train all of `net` for `cfg.epochs` on `ds`'s train split; val scores after every epoch."""
+    net.to(device)
+    if fmt.channels_last:
+        net.to(memory_format=torch.channels_last)
+    n = ds.spec.splits["train"]
+    per_epoch = min(n, cfg.max_train_images) if cfg.max_train_images else n
+    steps = max(1, cfg.epochs * math.ceil(per_epoch / cfg.batch_size))
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.15,
+                                                anneal_strategy="cos")
+    history = []
+    for epoch in range(cfg.epochs):
+        rng = np.random.default_rng([cfg.seed, epoch])
+        torch.manual_seed(cfg.seed * 1000 + epoch)
+        order = rng.permutation(n)[:per_epoch]
+        net.train()
+        total = 0.0
+        batches = iterate(ds.images("train"), ds.labels("train"), cfg.batch_size, order=order, **_kw(fmt, device))
+        for x, y in tqdm(batches, total=math.ceil(per_epoch / cfg.batch_size), leave=False,
+                         desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}",
+                         mininterval=1.0 if sys.stderr.isatty() else 30.0):
+            opt.zero_grad(set_to_none=True)
+            loss = task_loss(net(x), y, ds.spec.task, cfg.label_smoothing)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(x)
+        scores = evaluate(net, ds, "val", fmt, device)
+        record = {"epoch": epoch + 1, "train_loss": total / per_epoch, "val_acc": scores["acc"],
+                  "val_auc": scores["auc"]}
+        history.append(record)
+        log.info("%s epoch %d/%d: loss %.4f, val acc %.4f", desc, epoch + 1, cfg.epochs, record["train_loss"],
+                 record["val_acc"])
+        if on_epoch:
+            on_epoch(epoch, record)
+    return history

@@ -1,0 +1,61 @@
+"""Linear heads fit in closed form on frozen features: the zoo's transfer probe and the selector's
+starting head for a new dataset are the same logistic regression."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+from mednns.data.spec import Task
+
+# A label seen with one value only in the train subset is predicted with this logit (p ~ 1 - 1e-6).
+_CERTAIN = 14.0
+
+
+def fit_logistic_head(feats: np.ndarray, labels: np.ndarray, task: Task, num_classes: int,
+                      C: float = 0.5, max_iter: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    """Logistic regression on standardised features, folded back into raw features.
+
+    Returns (weight [num_classes, D], bias [num_classes]) such that `feats @ weight.T + bias` are logits
+    in the task's convention: softmax over classes (binary: class 0 has logit 0, so the softmax is the
+    sigmoid sklearn fits), or a sigmoid per label for multi-label.
+    """
+    scaler = StandardScaler().fit(feats)
+    x = scaler.transform(feats)
+    weight = np.zeros((num_classes, feats.shape[1]))
+    bias = np.full(num_classes, -_CERTAIN if task is not Task.MULTI_LABEL else 0.0)
+    columns = range(num_classes) if task is Task.MULTI_LABEL else [None]
+    for col in columns:
+        y = labels[:, 0] if col is None else labels[:, col]
+        classes = np.unique(y)
+        if len(classes) < 2:  # one value only in the subset: predict it with certainty
+            if col is None:
+                bias[int(classes[0])] = _CERTAIN
+            else:
+                bias[col] = _CERTAIN if classes[0] else -_CERTAIN
+            continue
+        clf = LogisticRegression(max_iter=max_iter, C=C).fit(x, y)
+        if col is not None:
+            weight[col], bias[col] = clf.coef_[0], clf.intercept_[0]
+        elif len(classes) == 2 and task is Task.BINARY:
+            weight[1], bias[0], bias[1] = clf.coef_[0], 0.0, clf.intercept_[0]
+        else:
+            rows = clf.classes_.astype(int)
+            coef = clf.coef_ if len(rows) > 2 else np.stack([-clf.coef_[0], clf.coef_[0]]) / 2
+            intercept = clf.intercept_ if len(rows) > 2 else np.array([-1, 1]) * clf.intercept_[0] / 2
+            weight[rows], bias[rows] = coef, intercept
+    # Undo the standardisation: w.(x - m)/s + b == (w/s).x + (b - w.m/s).
+    weight = weight / scaler.scale_
+    bias = bias - weight @ scaler.mean_
+    return weight.astype(np.float32), bias.astype(np.float32)
+
+
+def linear_head(weight: np.ndarray, bias: np.ndarray) -> nn.Linear:
+    head = nn.Linear(weight.shape[1], weight.shape[0])
+    with torch.no_grad():
+        head.weight.copy_(torch.as_tensor(weight))
+        head.bias.copy_(torch.as_tensor(bias))
+    return head
