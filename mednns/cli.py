@@ -99,6 +99,73 @@ def data_prepare(dataset: str, out_dir: str | None, size: str, no_download: bool
     console.print(f"prepared {manifest['spec']['name']}: {manifest['spec']['splits']}")
 
 
+@cli.command("select")
+@click.argument("dataset")
+@click.option("--k", default=5, show_default=True, help="Top candidates of the meta-space to try.")
+@click.option("--max-params", type=int, help="Budget: parameters.")
+@click.option("--max-macs", type=int, help="Budget: multiply-accumulates at batch 1.")
+@click.option("--max-latency-ms", type=float, help="Budget: CPU latency at batch 1 (zoo measurement).")
+@click.option("--finetune-epochs", default=3, show_default=True, help="Epochs for the chosen model (0: head fit only).")
+@click.option("--probe-epochs", default=0, show_default=True, help="Training epochs for each candidate before the pick.")
+@click.option("--export", "export_path", type=click.Path(dir_okay=False), help="Write the chosen model as ONNX here.")
+@click.option("--card", "card_path", type=click.Path(dir_okay=False), help="Model card [<export>.md].")
+@click.option("--metaspace", default="models/metaspace", show_default=True, type=click.Path(),
+              help="Meta-space folder (a DVC output of train_metaspace).")
+@click.option("--supernets", default="models/supernets", show_default=True, type=click.Path(),
+              help="Folder of the zoo's supernet checkpoints.")
+@click.option("--register/--no-register", default=True, show_default=True,
+              help="Register the exported model in MLflow (ONNX flavour).")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@_size
+@_task
+@_classes
+def select_cmd(dataset, k, max_params, max_macs, max_latency_ms, finetune_epochs, probe_epochs, export_path,
+               card_path, metaspace, supernets, register, device, size, task, num_classes) -> None:
+    """Pick, fine-tune and export the zoo model for DATASET (an .npz path or a MedMNIST name)."""
+    from pathlib import Path
+
+    from mednns.data import load_dataset
+    from mednns.finetune import FinetuneConfig
+    from mednns.metaspace import MetaSpace
+    from mednns.select import select
+
+    ds = load_dataset(dataset, size=int(size), task=task, num_classes=num_classes)
+    budget = {"max_params": max_params, "max_macs": max_macs, "max_latency_ms": max_latency_ms}
+    sel = select(ds, MetaSpace.load(metaspace), supernets, k=k, budget=budget,
+                 finetune=FinetuneConfig(epochs=finetune_epochs), probe_epochs=probe_epochs, device=device)
+    table = Table("rank", "source", "arch_id", "predicted", "probe val acc", "params", "MACs", "ms",
+                  title=f"{ds.spec.name}: candidates (chosen in bold)")
+    for i, row in enumerate(sel.candidates.itertuples()):
+        table.add_row(str(i + 1), row.source_dataset, row.arch_id, f"{row.predicted_score:.3f}",
+                      f"{row.probe_val_acc:.4f}", f"{int(row.params):,}", f"{int(row.macs):,}",
+                      f"{row.latency_ms:.2f}", style="bold" if row.arch_id == sel.chosen.arch_id
+                      and row.source_dataset == sel.chosen.source_dataset else None)
+    console.print(table)
+    console.print(f"chosen: {sel.chosen.arch_id} from {sel.chosen.source_dataset}; val acc {sel.val['acc']:.4f} "
+                  f"auc {sel.val['auc']:.4f}; test acc {sel.test['acc']:.4f} auc {sel.test['auc']:.4f} "
+                  f"({sel.seconds:.1f} s)")
+    if export_path:
+        _export_selection(sel, ds, Path(export_path), Path(card_path) if card_path else None, register)
+
+
+def _export_selection(sel, ds, export_path, card_path, register: bool) -> None:
+    from mednns.deliver import deliver
+
+    name = None
+    if register:
+        from registry.selected import selected_model_name
+
+        name = selected_model_name(ds.spec.name)
+    out = deliver(sel, ds, export_path, card_path, registered_as=name)
+    console.print(f"wrote {export_path} (opset {out.onnx.opset}; onnxruntime vs PyTorch on "
+                  f"{out.onnx.images_checked} val images: max abs diff {out.onnx.max_abs_diff:.1e}); "
+                  f"onnxruntime test acc {out.onnx_test['acc']:.4f}; card {out.card}")
+    if register:
+        from registry.selected import register_selection
+
+        console.print(f"registered as {register_selection(sel, ds, out)}")
+
+
 def main() -> None:
     sys.exit(cli.main(prog_name="mednns", standalone_mode=True))
 

@@ -81,7 +81,7 @@ def metadata(spec: DatasetSpec, channels: int, size: int, extra: dict | None = N
     return props
 
 
-def _session(path: Path):
+def onnx_session(path: Path):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -127,7 +127,7 @@ def export_onnx(net: nn.Module, spec: DatasetSpec, path: str | Path, check_image
 def verify_onnx(path: Path, model: nn.Module, images: np.ndarray, tolerance: float = TOLERANCE,
                 batch: int = 256) -> ExportReport:
     """onnxruntime against PyTorch on `images`; raises MedNNSError when they disagree."""
-    session = _session(path)
+    session = onnx_session(path)
     worst, agree = 0.0, 0
     for start in range(0, len(images), batch):
         x = images[start:start + batch]
@@ -143,7 +143,7 @@ def verify_onnx(path: Path, model: nn.Module, images: np.ndarray, tolerance: flo
 
 def onnx_predict(path: str | Path, images: np.ndarray, batch: int = 512) -> np.ndarray:
     """Logits of an exported file for uint8 images (npz or `MedDataset` layout), through onnxruntime."""
-    session = _session(Path(path))
+    session = onnx_session(Path(path))
     images = npz_layout(images)
     return np.concatenate([session.run(None, {"images": images[i:i + batch]})[0]
                            for i in range(0, len(images), batch)])
