@@ -26,7 +26,7 @@ def _data(task: Task, classes: int, n: int = 120, d: int = 6, seed: int = 0):
 @pytest.mark.parametrize("task,classes", [(Task.MULTI_CLASS, 4), (Task.BINARY, 2), (Task.MULTI_LABEL, 3)])
 def test_head_reproduces_sklearn_probabilities(task, classes):
     x, y = _data(task, classes)
-    weight, bias = fit_logistic_head(x, y, task, classes)
+    weight, bias = fit_logistic_head(x, y, task, classes, max_iter=300)
     ours = scores_from_logits(torch.as_tensor(x @ weight.T + bias), task)
     z = StandardScaler().fit(x).transform(x)
     if task is Task.MULTI_LABEL:
