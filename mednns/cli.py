@@ -166,6 +166,115 @@ def _export_selection(sel, ds, export_path, card_path, register: bool) -> None:
         console.print(f"registered as {register_selection(sel, ds, out)}")
 
 
+@cli.group(cls=_Group)
+def zoo() -> None:
+    """Browse, load and pull the registered model zoo (MLflow registry; MLFLOW_TRACKING_URI or mlflow.db)."""
+
+
+@zoo.command("list")
+@click.option("--dataset", help="Only subnets of this source dataset.")
+@click.option("--min-acc", type=float, help="Minimum val accuracy.")
+@click.option("--max-params", type=int, help="Maximum parameters.")
+@click.option("--max-macs", type=int, help="Maximum multiply-accumulates at batch 1.")
+@click.option("--max-latency-ms", type=float, help="Maximum CPU latency at batch 1 (zoo measurement).")
+@click.option("--sort", default="val_acc", show_default=True, help="Column to sort by.")
+@click.option("--limit", default=30, show_default=True, help="Rows to print (0: all).")
+def zoo_list(dataset, min_acc, max_params, max_macs, max_latency_ms, sort, limit) -> None:
+    """List registered subnets, best first."""
+    from registry.models import list_models
+
+    df = list_models(dataset=dataset, min_acc=min_acc, max_params=max_params, max_macs=max_macs,
+                     max_latency_ms=max_latency_ms, sort=sort)
+    shown = df if not limit else df.head(limit)
+    table = Table(title=f"{len(df)} registered subnets" + (f" (first {len(shown)})" if len(shown) < len(df) else ""))
+    table.add_column("name", no_wrap=True)
+    for col in ("v", "params", "MACs", "ms", "val_acc", "test_acc"):
+        table.add_column(col, justify="right")
+    for r in shown.itertuples():
+        table.add_row(r.name, str(r.version), f"{r.params:,}" if r.params is not None else "-",
+                      f"{r.macs:,}" if r.macs is not None else "-", f"{r.latency_ms:.2f}",
+                      f"{r.val_acc:.4f}", f"{r.test_acc:.4f}")
+    console.print(table)
+
+
+@zoo.command("show")
+@click.argument("name")
+def zoo_show(name: str) -> None:
+    """Show one registry entry: NAME, NAME/<version>, NAME@<alias>, <dataset> (its champion) or an arch_id."""
+    from registry.models import show
+
+    info = show(name)
+    console.print(f"[bold]{info['name']}[/] version {info['version']} of {info['versions']}  "
+                  f"aliases {info['aliases'] or '-'}")
+    if info["description"]:
+        console.print(info["description"])
+    table = Table("tag", "value")
+    for k, v in sorted(info["tags"].items()):
+        table.add_row(k, v)
+    table.add_row("source", info["source"])
+    console.print(table)
+
+
+@zoo.command("pull")
+@click.option("--rev", help="Git revision (commit, tag, branch) whose zoo to fetch [the checked-out one].")
+@click.option("--remote", "-r", help="DVC remote [the default remote].")
+def zoo_pull(rev, remote) -> None:
+    """Fetch the supernets and zoo tables of a revision from the DVC remote."""
+    from registry.remote import pull_zoo
+
+    out = pull_zoo(rev=rev, remote=remote)
+    where = "workspace and cache" if out["workspace"] else "DVC cache (registry entries of it now load)"
+    console.print(f"{out['fetched']} file(s) of {out['rev'] or 'the workspace'} fetched into the {where}")
+
+
+@cli.group(cls=_Group)
+def registry() -> None:
+    """The MLflow model registry (MLFLOW_TRACKING_URI, or the embedded mlflow.db)."""
+
+
+@registry.command("sync")
+@click.option("--zoo-dir", default="zoo", show_default=True, type=click.Path(), help="Folder of zoo tables.")
+@click.option("--supernets", default="models/supernets", show_default=True, type=click.Path(),
+              help="Folder of the supernet checkpoints.")
+@click.option("--dataset", "datasets", multiple=True, help="Only these datasets (repeatable).")
+@click.option("--workers", default=8, show_default=True, help="Parallel requests to the server.")
+@click.option("--metaspace", type=click.Path(), help="Also register this meta-space folder.")
+def registry_sync(zoo_dir, supernets, datasets, workers, metaspace) -> None:
+    """Register every subnet, supernet and champion of the zoo (only what is new)."""
+    from registry.models import register_metaspace, sync
+
+    rep = sync(zoo_dir, supernets, workers=workers, datasets=datasets or None)
+    console.print(f"{rep.subnets} subnets of {len(rep.datasets)} dataset(s): {rep.created} new, "
+                  f"{rep.duplicates_removed} duplicate(s) removed, {rep.seconds:.1f} s")
+    for ds, champ in rep.champions.items():
+        console.print(f"  {ds}: champion {champ}")
+    if metaspace:
+        console.print(f"meta-space: {register_metaspace(metaspace)}")
+
+
+@cli.group(cls=_Group)
+def remote() -> None:
+    """The DVC remote that carries the versioned zoo (S3 or S3-compatible)."""
+
+
+@remote.command("add")
+@click.argument("url")
+@click.option("--endpoint-url", help="S3-compatible endpoint (MinIO, moto, ...).")
+@click.option("--name", default="storage", show_default=True, help="DVC remote name.")
+@click.option("--default/--no-default", default=True, show_default=True, help="Make it the default remote.")
+@click.option("--access-key-id", help="Stored in .dvc/config.local (never committed) [environment].")
+@click.option("--secret-access-key", help="Stored in .dvc/config.local (never committed) [environment].")
+@click.option("--no-check", is_flag=True, help="Do not check the bucket first.")
+def remote_add(url, endpoint_url, name, default, access_key_id, secret_access_key, no_check) -> None:
+    """Configure URL (s3://bucket/prefix) as the DVC remote, after checking the bucket answers."""
+    from registry.remote import add_remote
+
+    out = add_remote(url, endpoint_url, name=name, default=default, access_key_id=access_key_id,
+                     secret_access_key=secret_access_key, check=not no_check)
+    console.print(f"remote {out['name']!r} -> {url}" + (f" at {endpoint_url}" if endpoint_url else "")
+                  + f" (credentials: {out['credentials']}); `dvc push` / `mednns zoo pull` move the zoo")
+
+
 def main() -> None:
     sys.exit(cli.main(prog_name="mednns", standalone_mode=True))
 

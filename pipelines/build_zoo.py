@@ -4,7 +4,7 @@ import argparse
 import time
 
 from mednns.data import load_prepared
-from mednns.io import write_json
+from mednns.io import atomic_path, write_json
 from mednns.zoo import ZooConfig, build_zoo
 from pipelines.stage import params, run
 
@@ -27,6 +27,8 @@ def main(argv: list[str]) -> None:
         "val_acc_min": float(own.val_acc.min()), "val_acc_median": float(own.val_acc.median()),
         "val_acc_max": float(own.val_acc.max()), "transfer_rows": int((table.target_dataset != args.dataset).sum()),
     })
+    with atomic_path(f"plots/zoo/{args.dataset}.csv") as tmp:  # score spread: a DVC scatter plot
+        own[["arch_id", "params", "macs", "latency_ms", "val_acc", "test_acc"]].to_csv(tmp, index=False)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from pipelines.stage import params, run
 
 def main(argv: list[str]) -> None:
     p, chosen = params("select"), json.load(open("metrics/select.json"))
-    ds = load_prepared(f"data/prepared/{p['dataset']}")
+    ds = load_prepared(f"data/holdout/{p['dataset']}")
     table = convergence(ds, "models/supernets", chosen["source_supernet"], chosen["arch_json"],
                         FinetuneConfig(epochs=int(p["convergence_epochs"])), device=p.get("device", "cpu"))
     with atomic_path("metrics/convergence.csv") as tmp:

@@ -13,7 +13,7 @@ from registry.selected import register_selection, selected_model_name
 def main(argv: list[str]) -> None:
     p = params("select")
     name = p["dataset"]
-    ds = load_prepared(f"data/prepared/{name}")
+    ds = load_prepared(f"data/holdout/{name}")
     sel = select(ds, MetaSpace.load("models/metaspace"), "models/supernets", k=int(p["k"]),
                  budget=p.get("budget") or {}, finetune=FinetuneConfig(epochs=int(p["finetune_epochs"])),
                  probe_epochs=int(p.get("probe_epochs", 0)), device=p.get("device", "cpu"))

@@ -1,8 +1,8 @@
 """Registering the selector's exported model with MLflow's ONNX flavour.
 
-One registered model per target dataset (`mednns-selected-<dataset>`), a version per distinct ONNX
-file: the file's sha256 is a version tag, so re-running the same selection finds its version instead
-of adding a copy.
+One registered model per target dataset, `mednns.selected.<dataset>` (beside the zoo's
+`mednns.<dataset>.<arch_id>`), a version per distinct ONNX file: the file's sha256 is a version tag,
+so re-running the same selection finds its version instead of adding a copy.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ SHA_TAG = "onnx_sha256"
 
 
 def selected_model_name(dataset: str) -> str:
-    return f"mednns-selected-{dataset}"
+    return f"mednns.selected.{dataset}"
 
 
 def _existing_version(client, name: str, sha: str):

@@ -118,3 +118,28 @@ def tiny_config(**kw):
     base = dict(epochs=3, warmup_epochs=1, batch_size=16, lr=0.05, recalib_images=64,
                 eval_batch_size=64, space=TINY_SPACE)
     return SupernetConfig(**{**base, **kw})
+
+
+# Real services on 127.0.0.1 for the registry and remote tests, started once per session.
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real `mlflow server` (SQLite backend, local artifacts) in a subprocess."""
+    from registry.server import MlflowServer
+
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow"), workers=2).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-compatible server (moto's server mode) on 127.0.0.1; yields its endpoint URL.
+
+    Tests set dummy AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY themselves (monkeypatch)."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()

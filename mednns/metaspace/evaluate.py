@@ -1,0 +1,284 @@
+"""Leave-one-dataset-out evaluation of the meta-space against baselines.
+
+For each dataset D: a meta-space is trained without any of D's rows (D is neither a source nor a
+target) and without D's features (no FID term, no normalisation statistics); it is queried with the
+features of D's train split, and its ranking of the zoo models that have a measured transfer score on
+D (rows target_dataset == D, from the OTHER sources' supernets) is judged on those scores:
+
+- Kendall tau between the ranking and the measured scores;
+- top-1 regret: best measured score minus the score of the first pick;
+- top-k regret: best measured score minus the best score among the first k picks.
+
+Baselines on the same candidates: a random zoo model (expected values, exact), the largest subnet of
+the FID-nearest source (ranked by FID of the source, then by size), LogME on D's train images through
+each candidate subnet (frozen features, zoo BatchNorm recalibration), and the oracle.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass, fields
+from math import comb
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.stats import kendalltau
+from tqdm.auto import tqdm
+
+from mednns.bn import recalibrate_bn
+from mednns.checkpoint import load_supernet
+from mednns.data.spec import DatasetSpec, Task
+from mednns.data.tensors import to_tensor
+from mednns.errors import MedNNSError
+from mednns.metaspace.features import DatasetFeatures, FeatureConfig, read_train_images
+from mednns.metaspace.fid import frechet_distance
+from mednns.metaspace.logme import label_matrix, logme
+from mednns.metaspace.train import SCORE, MetaSpaceConfig, train_metaspace
+from mednns.space import Arch
+from mednns.zoo.scoring import _subset  # the zoo's own subset rule: the same recalibration images
+
+log = logging.getLogger(__name__)
+
+METHODS = ("metaspace", "logme", "fid_largest", "random", "oracle")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """`params.yaml: evaluate`."""
+
+    top_k: int = 5
+    max_candidates: int = 300   # per left-out dataset (seeded subset; each source's largest kept)
+    logme: bool = True          # needs the supernet checkpoints
+    logme_images: int = 300     # seeded subset of the left-out dataset's train split
+    seed: int = 0
+
+    @classmethod
+    def from_params(cls, params: dict) -> "EvaluateConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = set(params) - names
+        if unknown:
+            raise MedNNSError(f"params.yaml evaluate: unknown setting(s) {', '.join(sorted(unknown))}")
+        return cls(**params)
+
+
+@dataclass
+class TrainSplit:
+    """A dataset's train split and what its labels mean (never its val or test split)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    task: Task
+    num_classes: int
+
+
+def prepared_train_split(folder: str | Path) -> TrainSplit:
+    """The train split of a prepared dataset (`data/prepared/<name>/`): manifest + train arrays only."""
+    folder = Path(folder)
+    try:
+        spec = DatasetSpec.from_dict(json.loads((folder / "manifest.json").read_text())["spec"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise MedNNSError(f"{folder}: no readable manifest.json ({type(e).__name__}); run `dvc repro prepare`") from None
+    images = read_train_images(folder / "data.npz")
+    with np.load(folder / "data.npz", allow_pickle=False) as z:
+        labels = z["train_labels"]
+    return TrainSplit(images, labels, spec.task, spec.num_classes)
+
+
+# -- judging a ranking --------------------------------------------------------------------------
+def expected_max_of_random(values: np.ndarray, k: int) -> float:
+    """E[max of k values drawn uniformly without replacement]: the i-th smallest of n is the max of
+    a k-subset in C(i-1, k-1) of the C(n, k) subsets."""
+    v = np.sort(np.asarray(values, dtype=np.float64))
+    n, k = len(v), min(k, len(v))
+    weights = np.array([comb(i, k - 1) for i in range(n)], dtype=np.float64) / comb(n, k)
+    return float(weights @ v)
+
+
+def judge(scores: np.ndarray, actual: np.ndarray, k: int) -> dict[str, float]:
+    """Kendall tau and regrets of ranking by `scores` (higher first; ties keep the given order)."""
+    scores, actual = np.asarray(scores, dtype=np.float64), np.asarray(actual, dtype=np.float64)
+    order = np.argsort(-scores, kind="stable")
+    best = actual.max()
+    tau = kendalltau(scores, actual).statistic if np.ptp(scores) > 0 and np.ptp(actual) > 0 else 0.0
+    return {"kendall_tau": float(tau), "top1_regret": float(best - actual[order[0]]),
+            f"top{k}_regret": float(best - actual[order[:k]].max()), "top1_score": float(actual[order[0]]),
+            "oracle_score": float(best)}
+
+
+def random_baseline(actual: np.ndarray, k: int) -> dict[str, float]:
+    best, mean = float(np.max(actual)), float(np.mean(actual))
+    return {"kendall_tau": 0.0, "top1_regret": best - mean, f"top{k}_regret": best - expected_max_of_random(actual, k),
+            "top1_score": mean, "oracle_score": best}
+
+
+def fid_largest_scores(candidates: pd.DataFrame, fid_to_sources: dict[str, float]) -> np.ndarray:
+    """Scores ranking the FID-nearest source first, and within a source the largest subnet first."""
+    rank_of_source = {s: r for r, s in enumerate(sorted(fid_to_sources, key=fid_to_sources.get))}
+    src = candidates.source_dataset.map(rank_of_source).to_numpy(dtype=np.float64)
+    size = candidates.params.rank(pct=True).to_numpy()  # in (0, 1]: never outweighs a source step
+    return -src + 0.5 * size
+
+
+# -- LogME through the candidate subnets --------------------------------------------------------
+class SubnetFeatures:
+    """Frozen pooled features of zoo subnets on given images, recalibrated as the zoo recalibrated them
+    (same source train subset, same batches, channels-last like the zoo's scorer)."""
+
+    def __init__(self, supernets: str | Path, source_train: Callable[[str], np.ndarray], recalib_batch: int = 256):
+        self.folder, self.source_train, self.batch = Path(supernets), source_train, recalib_batch
+        self._nets: dict[str, tuple] = {}
+        self._last: tuple | None = None  # (key, recalibrated subnet): consecutive calls share it
+
+    def _supernet(self, source: str):
+        if source not in self._nets:
+            if len(self._nets) >= 2:
+                self._nets.pop(next(iter(self._nets)))
+            net, _ = load_supernet(self.folder / f"{source}.pt")
+            self._nets[source] = (net, self.source_train(source))
+        return self._nets[source]
+
+    def _tensor(self, images: np.ndarray, supernet) -> torch.Tensor:
+        x = to_tensor(images, channels=supernet.in_channels, size=supernet.image_size)
+        return x.contiguous(memory_format=torch.channels_last)
+
+    @torch.no_grad()
+    def __call__(self, source: str, arch_json: str, recalib_images: int, recalib_seed: int,
+                 images: np.ndarray) -> np.ndarray:
+        supernet, train = self._supernet(source)
+        key = (source, arch_json, int(recalib_images), int(recalib_seed))
+        if self._last is None or self._last[0] != key:
+            idx = _subset(len(train), int(recalib_images), np.random.default_rng(int(recalib_seed)))
+            net = supernet.extract(Arch.from_json(arch_json)).to(memory_format=torch.channels_last)
+            b = self.batch
+            recalibrate_bn(net, (self._tensor(train[idx[i:i + b]], supernet) for i in range(0, len(idx), b)))
+            self._last = (key, net)
+        net, b = self._last[1], self.batch
+        return torch.cat([net.forward_features(self._tensor(images[i:i + b], supernet))
+                          for i in range(0, len(images), b)]).float().numpy()
+
+
+def logme_scores(candidates: dict[str, pd.DataFrame], splits: Callable[[str], TrainSplit],
+                 subnet_features: SubnetFeatures, n_images: int, seed: int, progress: bool = True
+                 ) -> dict[str, np.ndarray]:
+    """LogME of every candidate on its target: `candidates` maps a target dataset to its candidates.
+
+    Subnets are visited once each, in supernet order, and scored on every target they are a candidate
+    for: one BatchNorm recalibration per subnet, however many targets (the dominant cost).
+    """
+    data = {}
+    for d in candidates:
+        split = splits(d)
+        idx = _subset(len(split.images), n_images, np.random.default_rng([seed, 3]))
+        data[d] = (split.images[idx], label_matrix(split.labels[idx], split.task, split.num_classes))
+    jobs = sorted((row.source_dataset, row.arch_json, int(row.recalib_images), int(row.recalib_seed), d, i)
+                  for d, c in candidates.items() for i, row in enumerate(c.itertuples()))
+    out = {d: np.full(len(c), np.nan) for d, c in candidates.items()}
+    for source, arch_json, n_recalib, recalib_seed, d, i in tqdm(
+            jobs, desc="LogME", unit="pair", disable=not progress, mininterval=1.0 if sys.stderr.isatty() else 30.0):
+        images, targets = data[d]
+        out[d][i] = logme(subnet_features(source, arch_json, n_recalib, recalib_seed, images), targets)
+    return out
+
+
+# -- leave one dataset out ----------------------------------------------------------------------
+def evaluation_candidates(zoo: pd.DataFrame, dataset: str, max_candidates: int, seed: int) -> pd.DataFrame:
+    """Models of the other sources with a measured score on `dataset` (a seeded subset when capped,
+    each source's largest subnet always in it)."""
+    c = zoo[(zoo.target_dataset == dataset) & (zoo.source_dataset != dataset) & zoo[SCORE].notna()]
+    c = c.drop_duplicates(["source_dataset", "arch_id"]).sort_values(["source_dataset", "arch_id"])
+    c = c.reset_index(drop=True)
+    if max_candidates and len(c) > max_candidates:
+        largest = set(c.groupby("source_dataset").params.idxmax())
+        rest = np.array(sorted(set(c.index) - largest))
+        rng = np.random.default_rng([seed, 5])
+        keep = sorted(largest | set(rng.choice(rest, max(max_candidates - len(largest), 0), replace=False)))
+        c = c.loc[keep].reset_index(drop=True)
+    return c
+
+
+def leave_one_out(zoo: pd.DataFrame, features: dict[str, DatasetFeatures], ms_cfg: MetaSpaceConfig,
+                  feature_cfg: FeatureConfig, cfg: EvaluateConfig,
+                  subnet_features: SubnetFeatures | None = None,
+                  train_split: Callable[[str], TrainSplit] | None = None,
+                  progress: bool = True) -> pd.DataFrame:
+    """One row per (dataset, method): kendall_tau, top1_regret, top{k}_regret, top1_score, oracle_score.
+
+    LogME runs only when both `subnet_features` and `train_split` are given (and `cfg.logme`).
+    """
+    datasets = sorted(d for d in set(zoo.target_dataset) if d in features)
+    candidates = {}
+    for d in datasets:
+        cands = evaluation_candidates(zoo, d, cfg.max_candidates, cfg.seed)
+        if len(cands) < 2:
+            log.warning("%s: fewer than 2 transfer rows from other sources; skipped", d)
+            continue
+        candidates[d] = cands
+    with_logme = cfg.logme and subnet_features is not None and train_split is not None
+    logme_by_dataset = (logme_scores(candidates, train_split, subnet_features, cfg.logme_images, cfg.seed, progress)
+                        if with_logme and candidates else {})
+    rows = []
+    for d, cands in candidates.items():
+        actual = cands[SCORE].to_numpy(np.float64)
+        ms, _ = train_metaspace(zoo, features, ms_cfg, feature_cfg, exclude=[d], progress=progress)
+        ranked = ms.rank(features[d])
+        pred = cands.merge(ranked[["source_dataset", "arch_id", "predicted_score"]], how="left",
+                           on=["source_dataset", "arch_id"]).predicted_score.fillna(-1e9).to_numpy()
+        results = {"metaspace": judge(pred, actual, cfg.top_k)}
+        if d in logme_by_dataset:
+            results["logme"] = judge(logme_by_dataset[d], actual, cfg.top_k)
+        fid = {s: frechet_distance(features[d].mean, features[d].cov, features[s].mean, features[s].cov)
+               for s in sorted(set(cands.source_dataset)) if s in features}
+        results["fid_largest"] = judge(fid_largest_scores(cands, fid), actual, cfg.top_k)
+        results["random"] = random_baseline(actual, cfg.top_k)
+        results["oracle"] = judge(actual, actual, cfg.top_k)
+        for method, r in results.items():
+            rows.append({"dataset": d, "method": method, "candidates": len(cands), **r})
+        log.info("%s: meta-space top-1 regret %.4f (random %.4f), tau %.3f", d, results["metaspace"]["top1_regret"],
+                 results["random"]["top1_regret"], results["metaspace"]["kendall_tau"])
+    if not rows:
+        raise MedNNSError("no dataset has transfer rows from at least one other source: nothing to evaluate")
+    return pd.DataFrame(rows)
+
+
+def summary(results: pd.DataFrame) -> dict:
+    """Nested dict for `metrics/evaluate.json`: per dataset and on average, per method."""
+    metrics = [c for c in results.columns if c not in ("dataset", "method", "candidates")]
+    out: dict = {"datasets": {}, "mean": {}}
+    for (d, m), r in results.set_index(["dataset", "method"]).iterrows():
+        out["datasets"].setdefault(d, {})[m] = {k: round(float(r[k]), 6) for k in metrics}
+        out["datasets"][d]["candidates"] = int(r["candidates"])
+    for m, g in results.groupby("method", sort=False):
+        out["mean"][m] = {k: round(float(g[k].mean()), 6) for k in metrics}
+    return out
+
+
+def markdown(results: pd.DataFrame, k: int = 5) -> str:
+    """The tables for the README: mean over datasets, then top-1 regret and tau per dataset."""
+    order = [m for m in METHODS if m in set(results.method)]
+    names = {"metaspace": "meta-space", "logme": "LogME", "fid_largest": "largest subnet of FID-nearest source",
+             "random": "random zoo model (expected)", "oracle": "oracle"}
+    g = results.groupby("method")
+    lines = [f"Leave-one-dataset-out over {results.dataset.nunique()} datasets; regrets in accuracy points "
+             "(transfer probe accuracy of the best candidate minus that of the pick).", "",
+             f"| method | Kendall tau | top-1 regret | top-{k} regret |", "| --- | ---: | ---: | ---: |"]
+    for m in order:
+        r = g.get_group(m)
+        lines.append(f"| {names[m]} | {r.kendall_tau.mean():.3f} | {100 * r.top1_regret.mean():.2f} | "
+                     f"{100 * r[f'top{k}_regret'].mean():.2f} |")
+    datasets = sorted(results.dataset.unique())
+    lines += ["", "Per dataset: top-1 regret (accuracy points) / Kendall tau; candidates = zoo models of the other "
+              "sources with a measured transfer score.", "",
+              "| method | " + " | ".join(datasets) + " |", "| --- |" + " ---: |" * len(datasets)]
+    table = results.set_index(["method", "dataset"])
+    for m in order:
+        cells = [f"{100 * table.loc[(m, d), 'top1_regret']:.2f} / {table.loc[(m, d), 'kendall_tau']:.2f}"
+                 if (m, d) in table.index else "-" for d in datasets]
+        lines.append(f"| {names[m]} | " + " | ".join(cells) + " |")
+    counts = results.drop_duplicates("dataset").set_index("dataset").candidates
+    lines.append("| candidates | " + " | ".join(str(int(counts[d])) for d in datasets) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,592 @@
+"""The zoo in the MLflow model registry: every subnet, every supernet, the champions, the meta-space.
+
+Mapping (the measurements behind it are below)
+----------------------------------------------
+* one registered model per subnet, ``mednns.<dataset>.<arch_id>``; one version per supernet
+  checkpoint it was sliced from (a retrained supernet = a new version of every subnet);
+* one registered model per supernet, ``mednns.<dataset>.supernet``, a version per checkpoint,
+  alias ``current``;
+* one registered model per dataset, ``mednns.<dataset>``, whose versions are that dataset's successive
+  champions (best val_acc of each zoo version), alias ``champion``: the alias moves when a newer zoo
+  has another best subnet, and the older versions stay loadable;
+* ``mednns.metaspace`` with alias ``champion`` for the meta-space model.
+
+Why not one registered model per dataset with a version per subnet? Measured with
+`python -m benchmarks.registry_register --n 2000 --compare` (local `mlflow server`, SQLite, 4 workers,
+8 client threads, same 16 tags per version both ways, a busy 2-core machine), seconds:
+
+| operation                                         | per subnet | per dataset |
+| ------------------------------------------------- | ---------- | ----------- |
+| register 2000 (threads)                           | 86.6       | 41.1        |
+| find one subnet by name / by arch_id tag          | 0.052      | 0.056       |
+| open a model's page (search its versions, the UI) | 0.052      | 1.81 (35x)  |
+| first page of the model list (name LIKE, 25)      | 0.038      | 0.080       |
+| every subnet of a dataset with tags (list_models) | 1.91       | 2.12        |
+
+Searching is as fast either way, but a model's page loads all its versions: linear in the versions
+(1.8 s at 2000, so ~9 s at 10^4 and ~90 s at 10^5, and the server caps one page at 10^4 versions),
+so a dataset model with a version per subnet cannot be browsed in the UI. One model per subnet keeps
+each page short (its checkpoints), the model list is paged and searchable by name
+(``name LIKE 'mednns.bloodmnist.%'``) or tag (``tags.arch_id``, ``tags.dataset``), and a version's
+history means what MLflow versions are for: the same network from successive checkpoints. The price
+is one more call per *new* subnet (create the model): registration takes ~2x as long, 10^4 subnets in
+~7-8 min on this machine (target < 10 min); re-runs and new checkpoints of existing subnets pay nothing.
+
+No weights are copied per subnet. Per supernet checkpoint one tiny pyfunc artifact (an MLmodel file
+and a JSON pointer: repo-relative path + DVC md5) is logged once to a run of the experiment
+``mednns-registry``; every version of every subnet of that checkpoint uses it as its ``source`` and
+carries the arch (``arch_json``) and all browse tags: dataset, arch_id, params, macs, latency_ms,
+val/test acc and auc, git_commit, checkpoint, checkpoint_md5, zoo_md5. `load_model` rebuilds
+`extract(arch)` from the checkpoint found by md5 (workspace or DVC cache, see registry.artifacts);
+`mlflow.pyfunc.load_model("models:/<name>/<v>")` does the same through registry.flavor, which reads
+the name and version MLflow writes next to the downloaded artifact.
+
+Idempotent and resumable: a version is keyed by the tag ``key = <dataset>:<arch_id>:<checkpoint md5>``.
+A sync first lists (in one bulk search) the versions that exist for a checkpoint and creates only the
+missing ones (a rescored zoo of the same checkpoint only refreshes the score tags);
+RESOURCE_ALREADY_EXISTS on a model is fine; after creating it searches again and deletes
+any duplicate of a key except its lowest version, so two syncs at once, or a sync whose server died
+after committing a version but before answering, converge to exactly one version per key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import tempfile
+import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from mednns.errors import MedNNSError
+from registry.artifacts import find_repo, git_commit, md5_file, relpath
+from registry.client import ALREADY_EXISTS, NOT_FOUND, Registry
+
+log = logging.getLogger(__name__)
+
+PREFIX = "mednns"
+EXPERIMENT = "mednns-registry"
+CHAMPION = "champion"
+CURRENT = "current"
+SCORE_COLUMNS = ("val_acc", "val_auc", "test_acc", "test_auc")
+BROWSE_COLUMNS = ("params", "macs", "latency_ms", *SCORE_COLUMNS)
+_NAME_OK = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+
+def subnet_name(dataset: str, arch_id: str) -> str:
+    return f"{PREFIX}.{dataset}.{arch_id}"
+
+
+def supernet_name(dataset: str) -> str:
+    return f"{PREFIX}.{dataset}.supernet"
+
+
+def dataset_name(dataset: str) -> str:
+    return f"{PREFIX}.{dataset}"
+
+
+METASPACE = f"{PREFIX}.metaspace"
+
+
+def _check_dataset(name: str) -> str:
+    if not _NAME_OK.match(name):
+        raise MedNNSError(f"dataset name {name!r}: only letters, digits, '-' and '_' can be registered")
+    return name
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.6g}"
+    return str(v)
+
+
+@dataclass
+class SyncReport:
+    datasets: list[str] = field(default_factory=list)
+    subnets: int = 0
+    created: int = 0
+    models_created: int = 0
+    duplicates_removed: int = 0
+    supernets_created: int = 0
+    retagged: int = 0
+    champions: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"datasets": len(self.datasets), "subnets": self.subnets, "created": self.created,
+                "models_created": self.models_created, "duplicates_removed": self.duplicates_removed,
+                "supernets_created": self.supernets_created, "retagged": self.retagged, "champions": self.champions,
+                "seconds": round(self.seconds, 2)}
+
+
+# --------------------------------------------------------------------------------------------------
+# registration
+
+
+class ZooRegistrar:
+    """Registers zoo tables and their supernet checkpoints (see the module docstring)."""
+
+    def __init__(self, registry: Registry | None = None, repo: str | Path | None = None, workers: int = 8):
+        self.reg = registry or Registry()
+        self.repo = Path(repo).resolve() if repo else find_repo()
+        # The embedded SQLite store runs in this process: threads would only fight over its lock.
+        self.workers = workers if self.reg.is_server else 1
+        self._commit: str | None = None
+
+    @property
+    def commit(self) -> str:
+        if self._commit is None:
+            self._commit = git_commit(self.repo)
+        return self._commit
+
+    # --- the one artifact per checkpoint --------------------------------------------------------
+
+    def _experiment_id(self) -> str:
+        c = self.reg.client
+        exp = self.reg.call(c.get_experiment_by_name, EXPERIMENT)
+        if exp is None:
+            self.reg.call(c.create_experiment, EXPERIMENT, ok=(ALREADY_EXISTS,))
+            exp = self.reg.call(c.get_experiment_by_name, EXPERIMENT)
+        return exp.experiment_id
+
+    def loader_source(self, key: str, pointer: dict) -> tuple[str, str]:
+        """(run_id, source URI) of the pyfunc loader artifact for `pointer`, logged once per key."""
+        c = self.reg.client
+        exp_id = self._experiment_id()
+        runs = self.reg.call(c.search_runs, [exp_id], filter_string=f"tags.key = '{key}'",
+                             order_by=["attributes.start_time ASC"], max_results=50)
+        done = [r for r in runs if r.info.status == "FINISHED"]
+        if done:
+            run = done[0]
+        else:
+            # An unfinished run (an interrupted sync) is re-used: its artifact is re-logged whole.
+            run = runs[0] if runs else self.reg.call(
+                c.create_run, exp_id, run_name=key.replace(":", "-"), tags={"key": key, "kind": "loader"})
+            with tempfile.TemporaryDirectory() as tmp:
+                model_dir = Path(tmp) / "loader"
+                write_loader(model_dir, pointer)
+                self.reg.call(c.log_artifacts, run.info.run_id, str(model_dir), "loader")
+            quiet = os.environ.get("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT")
+            os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"  # no "View run" line per loader
+            try:
+                self.reg.call(c.set_terminated, run.info.run_id, "FINISHED")
+            finally:
+                if quiet is None:
+                    os.environ.pop("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", None)
+                else:
+                    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = quiet
+        return run.info.run_id, f"runs:/{run.info.run_id}/loader"
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def _ensure_model(self, name: str, tags: dict, description: str = "") -> bool:
+        """Create registered model `name` unless it exists; True when this call created it."""
+        created = self.reg.call(self.reg.client.create_registered_model, name, tags=tags,
+                                description=description, ok=(ALREADY_EXISTS,))
+        return created is not None
+
+    def _create_version(self, name: str, source: str, run_id: str, tags: dict):
+        return self.reg.call(self.reg.client.create_model_version, name, source, run_id=run_id, tags=tags,
+                             await_creation_for=0)
+
+    def _dedupe(self, versions: Iterable) -> int:
+        """Delete every version whose `key` tag an older version of the same model already holds."""
+        seen: dict[tuple[str, str], int] = {}
+        extra = []
+        for v in sorted(versions, key=lambda v: (v.name, int(v.version))):
+            k = (v.name, v.tags.get("key", ""))
+            if k in seen:
+                extra.append(v)
+            else:
+                seen[k] = int(v.version)
+        for v in extra:
+            self.reg.call(self.reg.client.delete_model_version, v.name, v.version, ok=(NOT_FOUND,))
+        return len(extra)
+
+    def _versions_by_key(self, name: str, key: str) -> list:
+        return self.reg.search_versions(f"name = '{name}' AND tags.key = '{key}'")
+
+    def _ensure_version(self, name: str, key: str, source: str, run_id: str, tags: dict,
+                        model_tags: dict, description: str, report: SyncReport | None = None):
+        """The single version of `name` holding `key` (created if missing, duplicates removed)."""
+        found = self._versions_by_key(name, key)
+        if not found:
+            self._ensure_model(name, model_tags, description)
+            self._create_version(name, source, run_id, {**tags, "key": key})
+            found = self._versions_by_key(name, key)
+        removed = self._dedupe(found)
+        if report is not None:
+            report.duplicates_removed += removed
+        return min(found, key=lambda v: int(v.version))
+
+    # --- one supernet and its zoo ----------------------------------------------------------------
+
+    def sync_dataset(self, zoo: pd.DataFrame | str | Path, checkpoint: str | Path,
+                     report: SyncReport | None = None, progress: bool = True) -> SyncReport:
+        from mednns.checkpoint import read_checkpoint
+        from mednns.zoo.schema import read_zoo
+
+        report = report or SyncReport()
+        t0 = time.time()
+        zoo_md5 = md5_file(zoo) if isinstance(zoo, (str, Path)) else ""
+        table = read_zoo(zoo) if isinstance(zoo, (str, Path)) else zoo
+        checkpoint = Path(checkpoint)
+        if not checkpoint.is_file():
+            raise MedNNSError(f"{checkpoint}: checkpoint not found; run `dvc repro train_supernet` or `dvc pull`")
+        sources = table.source_dataset.unique()
+        if len(sources) != 1:
+            raise MedNNSError(f"zoo table holds {len(sources)} source datasets; register one supernet's zoo at a time")
+        dataset = _check_dataset(str(sources[0]))
+        meta = read_checkpoint(checkpoint)
+        if meta["spec"]["name"] != dataset:
+            raise MedNNSError(f"{checkpoint}: supernet of {meta['spec']['name']}, zoo of {dataset}")
+        md5 = md5_file(checkpoint)
+        ckpt_rel = relpath(checkpoint, self.repo)
+        own = table[table.target_dataset == dataset].drop_duplicates("arch_id")
+        common = {"dataset": dataset, "git_commit": self.commit, "checkpoint": ckpt_rel, "checkpoint_md5": md5,
+                  "zoo_md5": zoo_md5}
+        pointer = {"kind": "supernet", "dataset": dataset, "checkpoint": ckpt_rel, "checkpoint_md5": md5}
+        run_id, source = self.loader_source(f"loader:{dataset}:{md5}", pointer)
+
+        # the supernet
+        summary = meta.get("summary") or {}
+        final = summary.get("final") or {}
+        sn_tags = {**common, "kind": "supernet", **{f"final_{k}": _fmt(v) for k, v in final.items()
+                                                    if isinstance(v, (int, float))}}
+        sn = supernet_name(dataset)
+        before = len(self._versions_by_key(sn, f"supernet:{dataset}:{md5}"))
+        v = self._ensure_version(sn, f"supernet:{dataset}:{md5}", source, run_id, sn_tags,
+                                 {"dataset": dataset, "kind": "supernet"},
+                                 f"Weight-sharing supernet trained on {dataset}", report)
+        report.supernets_created += int(before == 0)
+        self.reg.call(self.reg.client.set_registered_model_alias, sn, CURRENT, v.version)
+
+        # the subnets: one bulk search for what exists, then only the missing ones
+        existing_versions = self.reg.search_versions(f"tags.checkpoint_md5 = '{md5}' AND tags.kind = 'subnet'")
+        have = {v.name for v in existing_versions}
+        if len(have) < len(existing_versions):  # e.g. a create retried after the server died answering it
+            report.duplicates_removed += self._dedupe(existing_versions)
+        models = {m.name for m in self.reg.search_models(f"name LIKE '{dataset_name(dataset)}.%'")}
+        current = {}
+        for v in sorted(existing_versions, key=lambda v: -int(v.version)):
+            current[v.name] = v  # the lowest version of a name wins: the one _dedupe keeps
+        todo, retag = [], []
+        for row in own.itertuples(index=False):
+            name = subnet_name(dataset, row.arch_id)
+            tags = {**common, "kind": "subnet", "arch_id": row.arch_id, "arch_json": row.arch_json,
+                    "key": f"{dataset}:{row.arch_id}:{md5}",
+                    **{c: _fmt(getattr(row, c)) for c in BROWSE_COLUMNS}}
+            if name in have:
+                # same network, rescored zoo (same checkpoint): refresh the score tags only
+                old = current[name].tags
+                if zoo_md5 and old.get("zoo_md5") != zoo_md5:
+                    changed = {k: tags[k] for k in (*BROWSE_COLUMNS, "zoo_md5") if old.get(k) != tags[k]}
+                    retag.append((name, current[name].version, changed))
+                continue
+            model_tags = {"dataset": dataset, "kind": "subnet", "arch_id": row.arch_id, "arch_json": row.arch_json,
+                          "params": _fmt(row.params), "macs": _fmt(row.macs)}
+            todo.append((name, name in models, tags, model_tags))
+        log.info("%s: %d subnets, %d already registered for checkpoint %s, %d to register",
+                 dataset, len(own), len(own) - len(todo), md5[:8], len(todo))
+
+        created_models = self._run_parallel(todo, source, run_id, desc=f"register {dataset}", progress=progress)
+        report.created += len(todo)
+        if retag:
+            set_tag = self.reg.client.set_model_version_tag
+            with ThreadPoolExecutor(self.workers) as pool:
+                list(pool.map(lambda job: [self.reg.call(set_tag, job[0], job[1], k, v) for k, v in job[2].items()],
+                              retag))
+            report.retagged += len(retag)
+        report.models_created += created_models
+        if todo:
+            report.duplicates_removed += self._dedupe(
+                self.reg.search_versions(f"tags.checkpoint_md5 = '{md5}' AND tags.kind = 'subnet'"))
+
+        # the champion: best val_acc (ties: the smaller arch_id, so every machine picks the same)
+        if len(own):
+            best = own.sort_values(["val_acc", "arch_id"], ascending=[False, True], na_position="last").iloc[0]
+            tags = {**common, "kind": "champion", "arch_id": best.arch_id, "arch_json": best.arch_json,
+                    "subnet": subnet_name(dataset, best.arch_id),
+                    **{c: _fmt(best[c]) for c in BROWSE_COLUMNS}}
+            dn = dataset_name(dataset)
+            v = self._ensure_version(dn, f"{dataset}:{best.arch_id}:{md5}", source, run_id, tags,
+                                     {"dataset": dataset, "kind": "champion"},
+                                     f"Champions of the {dataset} zoo (alias '{CHAMPION}': the current best)",
+                                     report)
+            self.reg.call(self.reg.client.set_registered_model_alias, dn, CHAMPION, v.version)
+            report.champions[dataset] = f"{subnet_name(dataset, best.arch_id)} (v{v.version} of {dn})"
+
+        report.datasets.append(dataset)
+        report.subnets += len(own)
+        report.seconds += time.time() - t0
+        return report
+
+    def _run_parallel(self, todo: list, source: str, run_id: str, desc: str, progress: bool) -> int:
+        import sys
+
+        from tqdm.auto import tqdm
+
+        def one(item) -> bool:
+            name, model_exists, tags, model_tags = item
+            created = False
+            if not model_exists:
+                created = self._ensure_model(name, model_tags, f"Subnet {tags['arch_id']} of the "
+                                                               f"{tags['dataset']} supernet")
+            self._create_version(name, source, run_id, tags)
+            return created
+
+        if not todo:
+            return 0
+        bar = tqdm(total=len(todo), desc=desc, unit="subnet", disable=not progress,
+                   mininterval=1.0 if sys.stderr.isatty() else 30.0)
+        created = 0
+        with ThreadPoolExecutor(self.workers) as pool:
+            futures = [pool.submit(one, item) for item in todo]
+            try:
+                for fut in futures:
+                    created += int(fut.result())
+                    bar.update(1)
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                wait(futures, return_when=FIRST_EXCEPTION)
+                raise
+            finally:
+                bar.close()
+        return created
+
+    # --- many datasets ---------------------------------------------------------------------------
+
+    def sync(self, zoo_dir: str | Path = "zoo", supernet_dir: str | Path = "models/supernets",
+             datasets: Iterable[str] | None = None, progress: bool = True) -> SyncReport:
+        zoo_dir, supernet_dir = Path(zoo_dir), Path(supernet_dir)
+        tables = sorted(zoo_dir.glob("*.parquet"))
+        if datasets is not None:
+            wanted = set(datasets)
+            tables = [t for t in tables if t.stem in wanted]
+        if not tables:
+            raise MedNNSError(f"{zoo_dir}: no zoo tables (*.parquet); run `dvc repro build_zoo` or `dvc pull`")
+        report = SyncReport()
+        for table in tables:
+            self.sync_dataset(table, supernet_dir / f"{table.stem}.pt", report, progress=progress)
+        return report
+
+
+def write_loader(model_dir: Path, pointer: dict) -> None:
+    """A pyfunc model folder whose loader (registry.flavor) rebuilds the network from `pointer`."""
+    import mlflow
+    import torch
+
+    signature = None
+    if pointer.get("kind") == "metaspace":  # query settings as pyfunc params
+        from mlflow.models.signature import ModelSignature
+        from mlflow.types.schema import ParamSchema, ParamSpec
+
+        signature = ModelSignature(inputs=None, outputs=None, params=ParamSchema([
+            ParamSpec("k", "long", 5), ParamSpec("max_params", "long", None), ParamSpec("max_macs", "long", None),
+            ParamSpec("max_latency_ms", "double", None)]))
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "pointer.json"
+        data.write_text(json.dumps(pointer, sort_keys=True, indent=1))
+        mlflow.pyfunc.save_model(str(model_dir), loader_module="registry.flavor", data_path=str(data),
+                                 signature=signature,
+                                 pip_requirements=[f"torch=={torch.__version__}", f"mlflow=={mlflow.__version__}"])
+
+
+def sync(zoo_dir: str | Path = "zoo", supernet_dir: str | Path = "models/supernets", uri: str | None = None,
+         workers: int = 8, datasets: Iterable[str] | None = None, repo: str | Path | None = None,
+         progress: bool = True) -> SyncReport:
+    """Register every zoo table of `zoo_dir` with its supernet: what `mednns registry sync` runs."""
+    return ZooRegistrar(Registry(uri), repo=repo, workers=workers).sync(zoo_dir, supernet_dir, datasets,
+                                                                         progress=progress)
+
+
+def register_metaspace(path: str | Path = "models/metaspace", uri: str | None = None,
+                       repo: str | Path | None = None) -> str:
+    """Register the meta-space folder (DVC-tracked) as `mednns.metaspace`; alias champion -> it."""
+    from registry.artifacts import md5_dir
+
+    registrar = ZooRegistrar(Registry(uri), repo=repo)
+    path = Path(path)
+    if not path.is_dir():
+        raise MedNNSError(f"{path}: meta-space not found; run `dvc repro train_metaspace` or `dvc pull`")
+    digest = md5_dir(path)
+    rel = relpath(path, registrar.repo)
+    pointer = {"kind": "metaspace", "path": rel, "path_md5": digest}
+    run_id, source = registrar.loader_source(f"loader:metaspace:{digest}", pointer)
+    tags = {"kind": "metaspace", "path": rel, "path_md5": digest, "git_commit": registrar.commit}
+    v = registrar._ensure_version(METASPACE, f"metaspace:{digest}", source, run_id, tags,
+                                  {"kind": "metaspace"}, "MedNNS meta-space: dataset -> ranked zoo models")
+    registrar.reg.call(registrar.reg.client.set_registered_model_alias, METASPACE, CHAMPION, v.version)
+    return f"{METASPACE}/{v.version}"
+
+
+# --------------------------------------------------------------------------------------------------
+# browsing and loading
+
+
+def _row(v) -> dict:
+    t = v.tags
+    row = {"name": v.name, "version": int(v.version), "dataset": t.get("dataset"), "arch_id": t.get("arch_id")}
+    for c in BROWSE_COLUMNS:
+        try:
+            row[c] = float(t[c]) if c in t else math.nan
+        except ValueError:
+            row[c] = math.nan
+    for c in ("params", "macs"):
+        row[c] = int(row[c]) if not math.isnan(row[c]) else None
+    row.update({"checkpoint_md5": t.get("checkpoint_md5"), "git_commit": t.get("git_commit")})
+    return row
+
+
+def list_models(dataset: str | None = None, min_acc: float | None = None, max_params: int | None = None,
+                max_macs: int | None = None, max_latency_ms: float | None = None, all_versions: bool = False,
+                sort: str = "val_acc", uri: str | None = None) -> pd.DataFrame:
+    """Registered subnets as a table (latest version of each unless `all_versions`), best first.
+
+    `min_acc` filters on val_acc. Columns: name, version, dataset, arch_id, params, macs, latency_ms,
+    val_acc, val_auc, test_acc, test_auc, checkpoint_md5, git_commit.
+    """
+    reg = Registry(uri)
+    # One tag condition per query: each one is a join on the tags table (measured ~2x per condition).
+    filt = f"tags.dataset = '{_check_dataset(dataset)}'" if dataset else "tags.kind = 'subnet'"
+    rows = [_row(v) for v in reg.search_versions(filt) if v.tags.get("kind") == "subnet"]
+    cols = ["name", "version", "dataset", "arch_id", *BROWSE_COLUMNS, "checkpoint_md5", "git_commit"]
+    df = pd.DataFrame(rows, columns=cols)
+    if df.empty:
+        return df
+    if not all_versions:
+        df = df.sort_values("version").groupby("name", as_index=False).tail(1)
+    if min_acc is not None:
+        df = df[df.val_acc >= min_acc]
+    if max_params is not None:
+        df = df[df.params <= max_params]
+    if max_macs is not None:
+        df = df[df.macs <= max_macs]
+    if max_latency_ms is not None:
+        df = df[df.latency_ms <= max_latency_ms]
+    if sort not in df.columns:
+        raise MedNNSError(f"cannot sort by {sort!r}; one of {', '.join(cols)}")
+    ascending = sort in ("params", "macs", "latency_ms", "name", "dataset", "arch_id")
+    return df.sort_values([sort, "name"], ascending=[ascending, True]).reset_index(drop=True)
+
+
+def parse_name(name_or_id: str) -> tuple[str, str | None, str | None]:
+    """'models:/n/3' | 'n/3' | 'n@alias' | 'n' -> (name, version, alias)."""
+    s = name_or_id.removeprefix("models:/")
+    if "@" in s:
+        name, alias = s.rsplit("@", 1)
+        return name, None, alias
+    if "/" in s:
+        name, version = s.rsplit("/", 1)
+        return name, version, None
+    return s, None, None
+
+
+def resolve_version(name_or_id: str, reg: Registry | None = None):
+    """The ModelVersion that `name_or_id` means.
+
+    Accepted: a registered name (latest version), `name/<version>`, `name@<alias>`, a `models:/` URI,
+    `<dataset>` (its champion), `<dataset>.<arch_id>`, or a bare arch_id when one dataset has it.
+    """
+    reg = reg or Registry()
+    c = reg.client
+    name, version, alias = parse_name(name_or_id.strip())
+    candidates = [name]
+    if not name.startswith(PREFIX + "."):
+        candidates.append(f"{PREFIX}.{name}")
+    for cand in candidates:
+        if version is not None:
+            v = reg.call(c.get_model_version, cand, version, ok=(NOT_FOUND, "INVALID_PARAMETER_VALUE"))
+            if v is not None:
+                return v
+            continue
+        if alias is not None:
+            v = reg.call(c.get_model_version_by_alias, cand, alias, ok=(NOT_FOUND, "INVALID_PARAMETER_VALUE"))
+            if v is not None:
+                return v
+            continue
+        if cand.count(".") == 1 and cand != METASPACE:  # mednns.<dataset>: the champion line
+            v = reg.call(c.get_model_version_by_alias, cand, CHAMPION, ok=(NOT_FOUND, "INVALID_PARAMETER_VALUE"))
+            if v is not None:
+                return v
+        found = reg.search_versions(f"name = '{cand}'")
+        if found:
+            return max(found, key=lambda v: int(v.version))
+    if version is None and alias is None and re.fullmatch(r"[0-9a-f]{12}", name):
+        found = reg.search_versions(f"tags.kind = 'subnet' AND tags.arch_id = '{name}'")
+        names = sorted({v.name for v in found})
+        if len(names) == 1:
+            return max(found, key=lambda v: int(v.version))
+        if len(names) > 1:
+            raise MedNNSError(f"arch {name} is registered for several datasets ({', '.join(names)}); "
+                              "name one of them")
+    what = f"{name}" + (f" version {version}" if version else "") + (f" alias @{alias}" if alias else "")
+    raise MedNNSError(f"no registered model {what} in {reg.uri}; see `mednns zoo list`")
+
+
+_supernets: dict[tuple[str, str], tuple] = {}
+
+
+def _supernet_for(tags: dict, repo: str | Path | None):
+    from mednns.checkpoint import load_supernet
+    from registry.artifacts import resolve_file
+
+    md5 = tags["checkpoint_md5"]
+    path = resolve_file(tags["checkpoint"], md5, repo)  # always: a file that is gone here is an error
+    key = (str(path), md5)
+    if key not in _supernets:
+        if len(_supernets) >= 4:
+            _supernets.pop(next(iter(_supernets)))
+        _supernets[key] = load_supernet(path)
+    return _supernets[key]
+
+
+def build_from_tags(tags: dict, repo: str | Path | None = None):
+    """The network a registry entry describes: extract(arch) of its supernet, the supernet, or the meta-space."""
+    kind = tags.get("kind")
+    if kind in ("subnet", "champion"):
+        from mednns.space import Arch
+
+        supernet, _ = _supernet_for(tags, repo)
+        return supernet.extract(Arch.from_json(tags["arch_json"])).eval()
+    if kind == "supernet":
+        import copy
+
+        supernet, _ = _supernet_for(tags, repo)
+        return copy.deepcopy(supernet).eval()
+    if kind == "metaspace":
+        from registry.artifacts import resolve_dir
+
+        try:
+            from mednns.metaspace import MetaSpace
+        except ImportError:
+            raise MedNNSError("mednns.metaspace is not available in this installation") from None
+        return MetaSpace.load(resolve_dir(tags["path"], tags["path_md5"], repo))
+    raise MedNNSError(f"registry entry of unknown kind {kind!r}: not registered by MedNNS")
+
+
+def load_model(name_or_id: str, repo: str | Path | None = None, uri: str | None = None):
+    """A registered model as a torch module (timm style): subnets are `Supernet.extract(arch)` of
+    their checkpoint, in eval mode; a supernet name gives the supernet."""
+    v = resolve_version(name_or_id, Registry(uri))
+    return build_from_tags(v.tags, repo)
+
+
+def show(name_or_id: str, uri: str | None = None) -> dict:
+    """Everything the registry knows of one entry: name, version, aliases, tags, other versions."""
+    reg = Registry(uri)
+    v = resolve_version(name_or_id, reg)
+    model = reg.call(reg.client.get_registered_model, v.name)
+    versions = reg.search_versions(f"name = '{v.name}'")
+    return {"name": v.name, "version": int(v.version), "source": v.source, "run_id": v.run_id,
+            "aliases": dict(getattr(model, "aliases", {}) or {}), "tags": dict(v.tags),
+            "model_tags": dict(model.tags), "description": model.description,
+            "versions": sorted(int(x.version) for x in versions)}

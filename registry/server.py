@@ -1,0 +1,79 @@
+"""A local `mlflow server` (SQLite backend, local artifacts) in a subprocess: for tests and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mednns.errors import MedNNSError
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MlflowServer:
+    """`mlflow server` on 127.0.0.1 with its store in `root` (mlflow.db + artifacts/)."""
+
+    def __init__(self, root: str | Path, port: int | None = None, workers: int = 2):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.workers = workers
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 120) -> "MlflowServer":
+        import requests
+
+        exe = Path(sys.executable).with_name("mlflow")
+        cmd = [str(exe), "server", "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
+               "--default-artifact-root", str(self.root / "artifacts"), "--host", "127.0.0.1",
+               "--port", str(self.port), "--workers", str(self.workers)]
+        log = open(self.root / "server.log", "ab")
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                     env={**os.environ, "MLFLOW_TRACKING_URI": ""})
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise MedNNSError(f"mlflow server exited ({self.proc.returncode}); see {self.root / 'server.log'}")
+            try:
+                if requests.get(self.uri + "/health", timeout=1).ok:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.3)
+        self.stop()
+        raise MedNNSError(f"mlflow server did not answer on {self.uri} within {timeout:.0f} s")
+
+    def stop(self, kill: bool = False) -> None:
+        """Stop the server and its workers (SIGKILL with kill=True: as if the machine died)."""
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = None
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=20)
+        self.proc = None
+
+    def __enter__(self) -> "MlflowServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,138 @@
+"""The whole flow at toy scale, as a newcomer runs it: the real `dvc repro` over every stage on three
+tiny synthetic datasets (and a fourth held out of the zoo), the embedded MLflow store, then the real
+CLI. Checks the artefacts of each stage, the registry entries, and the ONNX file against PyTorch."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, TINY_SPACE, run_cli, synthetic_arrays, write_npz
+
+SIZES = {"train": 96, "val": 32, "test": 32}
+ZOO = {"toya": dict(classes=3), "toyb": dict(classes=4, channels=3), "toyc": dict(classes=2)}
+HOLDOUT = "toyh"
+
+
+def _dvc(root, *args):
+    return subprocess.run(["dvc", *args], cwd=root, capture_output=True, text=True, timeout=900)
+
+
+def _toy_params(params: dict) -> dict:
+    params["datasets"] = list(ZOO)
+    params["supernet"].update(epochs=2, warmup_epochs=1, batch_size=32, lr=0.05, max_train_per_epoch=0,
+                              recalib_images=64, eval_batch_size=64, space=TINY_SPACE)
+    params["zoo"].update(num_archs=6, transfer_per_dataset=3, recalib_images=32, recalib_batch=16, eval_batch=64,
+                         max_eval_images=0, probe_train_images=48, probe_val_images=24, probe_input_images=4,
+                         latency_runs=2, shard_size=3)
+    params["features"].update(sample_images=64, batch_size=64)
+    params["metaspace"].update(steps=20, set_min=8, set_max=16, rows_per_dataset=6, top_models=2,
+                               query_images=64, log_every=5)
+    params["evaluate"].update(max_candidates=10, logme_images=48)
+    params["select"].update(dataset=HOLDOUT, k=2, finetune_epochs=1, convergence_epochs=1)
+    return params
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A fresh checkout with toy params, after one `dvc repro` of everything (shared by the tests)."""
+    base = tmp_path_factory.mktemp("e2e")
+    data_dir = base / "medmnist"
+    for i, (name, kw) in enumerate({**ZOO, HOLDOUT: dict(classes=2)}.items()):
+        write_npz(data_dir / f"{name}.npz", synthetic_arrays(size=16, sizes=SIZES, seed=i, **kw))
+    root = base / "project"
+    root.mkdir()
+    for item in ("dvc.yaml", "params.yaml", "pipelines", "mednns", "registry"):
+        src = REPO / item
+        if src.is_dir():
+            shutil.copytree(src, root / item, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, root / item)
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"]):
+        subprocess.run(cmd, cwd=root, check=True)
+    (root / "params.yaml").write_text(yaml.safe_dump(_toy_params(yaml.safe_load((root / "params.yaml").read_text()))))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MEDNNS_DATA_DIR", str(data_dir))
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)  # the embedded store, as a newcomer has it
+        result = _dvc(root, "repro")
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+        yield root, data_dir
+
+
+def test_every_stage_writes_its_artefacts(project):
+    root, _ = project
+    for name in ZOO:
+        assert (root / f"models/supernets/{name}.pt").is_file()
+        zoo = pd.read_parquet(root / f"zoo/{name}.parquet")
+        own = zoo[zoo.target_dataset == name]
+        assert len(own) == 6 and set(zoo.target_dataset) == set(ZOO)  # transfer rows on the others
+        assert (root / f"features/{name}.npz").is_file()
+    fid = pd.read_csv(root / "metrics/fid.csv")
+    assert set(fid["dataset"]) == set(ZOO)
+    assert (root / "models/metaspace/weights.pt").is_file()
+    evaluation = json.loads((root / "metrics/evaluate.json").read_text())
+    assert evaluation  # leave-one-dataset-out results for the zoo's datasets
+    assert "|" in (root / "metrics/evaluate.md").read_text()
+    selection = json.loads((root / "metrics/select.json").read_text())
+    assert selection["dataset"] == HOLDOUT and selection["source_supernet"] in ZOO
+    assert (root / f"selection/{HOLDOUT}.onnx").is_file() and (root / f"selection/{HOLDOUT}.md").is_file()
+    curves = pd.read_csv(root / "metrics/convergence.csv")
+    assert list(curves.epoch) == [0, 1]
+    assert {"selected", "same_arch_random_init", "resnet18_scratch"} <= set(curves.columns)
+
+
+def test_a_second_repro_finds_everything_up_to_date(project):
+    root, _ = project
+    again = _dvc(root, "repro")
+    assert again.returncode == 0 and "Running stage" not in again.stdout, again.stdout[-3000:]
+    assert "up to date" in _dvc(root, "status").stdout
+
+
+def test_the_onnx_file_agrees_with_what_the_stage_reported(project):
+    root, data_dir = project
+    from mednns.data import load_dataset
+    from mednns.export import onnx_predict
+    from mednns.metrics import evaluate_scores
+
+    ds = load_dataset(str(data_dir / f"{HOLDOUT}.npz"))
+    raw = np.load(data_dir / f"{HOLDOUT}.npz")["test_images"]  # exactly as stored: (N, H, W) uint8
+    logits = onnx_predict(root / f"selection/{HOLDOUT}.onnx", raw)
+    selection = json.loads((root / "metrics/select.json").read_text())
+    acc = evaluate_scores(ds.labels("test"), logits, ds.spec.task)["acc"]
+    assert acc == pytest.approx(selection["onnx_test_acc"])
+    assert abs(selection["onnx_test_acc"] - selection["test_acc"]) <= 1 / SIZES["test"]
+
+
+def test_registry_holds_the_zoo_and_the_selection(project):
+    root, _ = project
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    names = {m.name for m in client.search_registered_models(max_results=1000)}
+    for name in ZOO:
+        assert sum(n.startswith(f"mednns.{name}.") for n in names) >= 6
+    assert f"mednns.selected.{HOLDOUT}" in names
+    listed = run_cli("zoo", "list", "--dataset", "toya", cwd=root)
+    assert listed.returncode == 0, listed.stderr
+
+
+def test_the_cli_selects_for_a_new_npz_and_fails_cleanly_on_bad_input(project, tmp_path):
+    root, data_dir = project
+    out = tmp_path / "model.onnx"
+    ok = run_cli("select", str(data_dir / f"{HOLDOUT}.npz"), "--k", "2", "--finetune-epochs", "0", "--export",
+                 str(out), "--no-register", cwd=root)
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    assert out.is_file() and out.with_suffix(".md").is_file()
+    too_small = run_cli("select", str(data_dir / f"{HOLDOUT}.npz"), "--max-params", "10", cwd=root)
+    assert too_small.returncode == 1 and "Traceback" not in too_small.stderr
+    assert len(too_small.stderr.strip().splitlines()) == 1
+    corrupt = tmp_path / "corrupt.npz"
+    corrupt.write_bytes(b"not an npz")
+    bad = run_cli("select", str(corrupt), cwd=root)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr and str(corrupt) in bad.stderr

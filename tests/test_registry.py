@@ -1,0 +1,335 @@
+"""The model registry against a real `mlflow server`: register a zoo, load by name, resume, aliases."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import TINY_SPACE, run_cli, tiny_dataset
+from mednns.checkpoint import load_supernet, save_supernet
+from mednns.errors import MedNNSError
+from mednns.space import Arch, SearchSpace
+from mednns.supernet import Supernet
+from mednns.zoo import ZooConfig, build_zoo
+from mednns.zoo.sampling import sample_unique
+from mednns.zoo.schema import COLUMNS
+from registry.artifacts import md5_file
+from registry.models import (CHAMPION, ZooRegistrar, dataset_name, list_models, load_model, resolve_version,
+                             subnet_name, supernet_name, sync)
+from registry.client import Registry
+
+X = torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+
+
+def git_dvc_init(root: Path) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"]):
+        subprocess.run(cmd, cwd=root, check=True)
+
+
+def dvc_add(root: Path, *paths: str) -> None:
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as r:
+        r.add([str(root / p) for p in paths])
+
+
+def git_commit(root: Path, message: str) -> None:
+    subprocess.run(["git", "add", "-A"], cwd=root, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message], cwd=root,
+                   check=True)
+
+
+def random_supernet(path: Path, name: str = "toy", seed: int = 0) -> Path:
+    """A checkpoint of an untrained tiny supernet: registration and loading need weights, not skill."""
+    torch.manual_seed(seed)
+    spec = tiny_dataset(name=name).spec
+    net = Supernet(SearchSpace.from_dict(TINY_SPACE), spec.channels, spec.num_classes, spec.image_size)
+    save_supernet(path, net.eval(), spec, {"final": {"val_acc": 0.5, "seed": seed}})
+    return path
+
+
+def small_zoo_config(**kw) -> ZooConfig:
+    base = dict(num_archs=4, transfer_per_dataset=0, shard_size=8, recalib_images=64, recalib_batch=32,
+                eval_batch=64, max_eval_images=0, probe_train_images=16, probe_val_images=16,
+                probe_input_images=2, latency_runs=1)
+    return ZooConfig(**{**base, **kw})
+
+
+def synthetic_zoo(ckpt: Path, n: int, seed: int = 0) -> pd.DataFrame:
+    """A zoo table of `n` distinct archs of the checkpoint's space with random scores (no scoring)."""
+    net, meta = load_supernet(ckpt)
+    rng = np.random.default_rng(seed)
+    rows = [dict(source_dataset=meta["spec"].name, target_dataset=meta["spec"].name, arch_id=a.arch_id,
+                 arch_json=a.to_json(), encoding=[0.0], embedding=[0.0], params=int(rng.integers(100, 10000)),
+                 macs=int(rng.integers(1000, 10 ** 6)), latency_ms=float(rng.random()), val_acc=float(rng.random()),
+                 val_auc=float(rng.random()), test_acc=float(rng.random()), test_auc=float(rng.random()),
+                 transfer_acc=np.nan, transfer_auc=np.nan, recalib_images=0, recalib_seed=0, eval_images=0)
+            for a in sample_unique(net.space, n, seed)]
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def expected(ckpt: Path, arch_json: str) -> torch.Tensor:
+    net, _ = load_supernet(ckpt)
+    with torch.no_grad():
+        return net.extract(Arch.from_json(arch_json)).eval()(X)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, mlflow_server):
+    """A git + DVC project with a trained tiny supernet `toy` and its scored zoo, registered once."""
+    root = tmp_path_factory.mktemp("regproj") / "project"
+    git_dvc_init(root)
+    source = tiny_dataset(name="toy")
+    ckpt = random_supernet(root / "models" / "supernets" / "toy.pt")
+    build_zoo(ckpt, source, [], root / "zoo" / "toy.parquet", small_zoo_config())
+    dvc_add(root, "models/supernets/toy.pt", "zoo/toy.parquet")
+    git_commit(root, "zoo v1")
+    keep = tmp_path_factory.mktemp("v1") / "toy.pt"
+    shutil.copy2(ckpt, keep)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)
+        mp.chdir(root)
+        report = sync(uri=mlflow_server.uri, workers=4, progress=False)
+        yield {"root": root, "ckpt_v1": keep, "source": source, "report": report,
+               "zoo": pd.read_parquet(root / "zoo" / "toy.parquet"), "uri": mlflow_server.uri}
+
+
+def test_register_a_zoo_and_load_every_subnet_by_name(project):
+    report, zoo, uri = project["report"], project["zoo"], project["uri"]
+    assert report.created == len(zoo) == 4 and report.models_created == 4 and report.supernets_created == 1
+    md5 = md5_file(project["ckpt_v1"])
+    dvc_md5 = (project["root"] / "models/supernets/toy.pt.dvc").read_text()
+    assert f"md5: {md5}" in dvc_md5  # the same hash DVC records
+    for row in zoo.itertuples():
+        name = subnet_name("toy", row.arch_id)
+        net = load_model(name, uri=uri)
+        assert isinstance(net, torch.nn.Module) and not net.training
+        with torch.no_grad():
+            assert torch.allclose(net(X), expected(project["ckpt_v1"], row.arch_json), atol=1e-6)
+    v = resolve_version(subnet_name("toy", zoo.arch_id[3]), Registry(uri))
+    for key in ("dataset", "arch_id", "params", "macs", "latency_ms", "val_acc", "test_acc", "val_auc", "test_auc",
+                "git_commit", "checkpoint_md5", "checkpoint", "arch_json"):
+        assert v.tags.get(key) not in (None, ""), key
+    assert v.tags["checkpoint_md5"] == md5 and v.tags["checkpoint"] == "models/supernets/toy.pt"
+    assert len(v.tags["git_commit"]) >= 40 and int(v.tags["params"]) == int(zoo.params[3])
+    # the other spellings of a name, and the supernet itself
+    a = zoo.arch_id[1]
+    ref = expected(project["ckpt_v1"], zoo.arch_json[1])
+    for spelling in (f"models:/{subnet_name('toy', a)}/1", f"toy.{a}", a):
+        with torch.no_grad():
+            assert torch.allclose(load_model(spelling, uri=uri)(X), ref, atol=1e-6)
+    supernet = load_model(supernet_name("toy"), uri=uri)
+    assert type(supernet).__name__ == "Supernet"
+
+
+def test_pyfunc_loads_a_subnet_from_a_models_uri(project):
+    import mlflow
+
+    zoo, uri = project["zoo"], project["uri"]
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    row = zoo.iloc[2]
+    model = mlflow.pyfunc.load_model(f"models:/{subnet_name('toy', row.arch_id)}/1")
+    np.testing.assert_allclose(model.predict(X.numpy()), expected(project["ckpt_v1"], row.arch_json).numpy(),
+                               atol=1e-6)
+    champion = mlflow.pyfunc.load_model(f"models:/{dataset_name('toy')}@{CHAMPION}")
+    best = zoo.sort_values(["val_acc", "arch_id"], ascending=[False, True]).iloc[0]
+    np.testing.assert_allclose(champion.predict(X.numpy()), expected(project["ckpt_v1"], best.arch_json).numpy(),
+                               atol=1e-6)
+
+
+def test_rerun_registers_nothing_new(project):
+    uri = project["uri"]
+    before = len(Registry(uri).search_versions("tags.dataset = 'toy'"))
+    again = sync(zoo_dir=project["root"] / "zoo", supernet_dir=project["root"] / "models/supernets", uri=uri,
+                 repo=project["root"], progress=False)
+    assert again.created == 0 and again.models_created == 0 and again.supernets_created == 0
+    assert len(Registry(uri).search_versions("tags.dataset = 'toy'")) == before
+
+
+def test_list_models_filters(project):
+    zoo, uri = project["zoo"], project["uri"]
+    df = list_models(dataset="toy", uri=uri)
+    assert len(df) == 4 and set(df.arch_id) == set(zoo.arch_id)
+    assert list(df.val_acc) == sorted(df.val_acc, reverse=True)
+    cut = float(np.median(zoo.val_acc))
+    assert set(list_models(dataset="toy", min_acc=cut, uri=uri).arch_id) == set(zoo.arch_id[zoo.val_acc >= cut])
+    small = int(np.median(zoo.params))
+    got = list_models(dataset="toy", max_params=small, uri=uri)
+    assert set(got.arch_id) == set(zoo.arch_id[zoo.params <= small]) and (got.params <= small).all()
+    assert list_models(dataset="nosuchdataset", uri=uri).empty
+
+
+def test_a_rescored_zoo_of_the_same_checkpoint_refreshes_tags_not_versions(project):
+    root, uri, zoo = project["root"], project["uri"], project["zoo"]
+    path = root / "zoo/toy.parquet"
+    worst = zoo.sort_values("val_acc").arch_id.iloc[0]
+    rescored = zoo.copy()
+    rescored.loc[rescored.arch_id == worst, "val_acc"] = 0.0123
+    rescored.to_parquet(path, index=False)
+    try:
+        rep = sync(zoo_dir=root / "zoo", supernet_dir=root / "models/supernets", uri=uri, repo=root, progress=False)
+        assert rep.created == 0 and rep.retagged == len(zoo)  # every row's zoo_md5 tag moves
+        v = resolve_version(subnet_name("toy", worst), Registry(uri))
+        assert int(v.version) == 1 and v.tags["val_acc"] == "0.0123" and v.tags["zoo_md5"] == md5_file(path)
+    finally:
+        zoo.to_parquet(path, index=False)
+        sync(zoo_dir=root / "zoo", supernet_dir=root / "models/supernets", uri=uri, repo=root, progress=False)
+
+
+def test_champion_moves_with_a_newer_zoo_and_the_old_version_stays_loadable(project, tmp_path):
+    root, uri = project["root"], project["uri"]
+    old = resolve_version(f"{dataset_name('toy')}@{CHAMPION}", Registry(uri))
+    ckpt = root / "models/supernets/toy.pt"
+    random_supernet(ckpt, seed=1)  # zoo v2: a retrained supernet
+    table = synthetic_zoo(ckpt, 8)
+    old_best = old.tags["arch_id"]
+    table.loc[table.arch_id != old_best, "val_acc"] = 0.1
+    new_best = table.arch_id[table.arch_id != old_best].iloc[0]
+    table.loc[table.arch_id == new_best, "val_acc"] = 0.99
+    table.to_parquet(root / "zoo/toy.parquet", index=False)
+    dvc_add(root, "models/supernets/toy.pt", "zoo/toy.parquet")
+    git_commit(root, "zoo v2")
+
+    report = sync(zoo_dir=root / "zoo", supernet_dir=root / "models/supernets", uri=uri, repo=root, progress=False)
+    new = resolve_version(f"{dataset_name('toy')}@{CHAMPION}", Registry(uri))
+    assert report.created == 8 and int(new.version) > int(old.version)
+    assert new.tags["arch_id"] == new_best and new.tags["checkpoint_md5"] == md5_file(ckpt)
+    with torch.no_grad():
+        assert torch.allclose(load_model(f"toy@{CHAMPION}", repo=root, uri=uri)(X), expected(ckpt, new.tags["arch_json"]),
+                              atol=1e-6)
+        # the old champion and the old version of a subnet still load, from the DVC cache by md5
+        assert torch.allclose(load_model(f"{dataset_name('toy')}/{old.version}", repo=root, uri=uri)(X),
+                              expected(project["ckpt_v1"], old.tags["arch_json"]), atol=1e-6)
+        both = set(project["zoo"].arch_id) & set(table.arch_id)
+        a = sorted(both)[0]
+        arch_json = table.arch_json[table.arch_id == a].iloc[0]
+        assert torch.allclose(load_model(f"{subnet_name('toy', a)}/1", repo=root, uri=uri)(X),
+                              expected(project["ckpt_v1"], arch_json), atol=1e-6)
+        assert torch.allclose(load_model(subnet_name("toy", a), repo=root, uri=uri)(X), expected(ckpt, arch_json),
+                              atol=1e-6)
+    # a checkpoint that is nowhere on this machine: one clear error
+    with pytest.raises(MedNNSError, match="not found"):
+        load_model(f"{dataset_name('toy')}/{old.version}", repo=tmp_path, uri=uri)
+
+
+def test_errors_are_one_line(project, tmp_path):
+    uri = project["uri"]
+    with pytest.raises(MedNNSError, match="no registered model"):
+        load_model("mednns.toy.000000000000", uri=uri)
+    with pytest.raises(MedNNSError, match="unreachable"):
+        load_model("mednns.toy", uri="http://127.0.0.1:9")
+    with pytest.raises(MedNNSError, match="checkpoint not found"):
+        ZooRegistrar(Registry(uri), repo=tmp_path).sync_dataset(project["zoo"], tmp_path / "missing.pt")
+
+
+def test_cli_zoo_list_show_sync_and_errors(project):
+    root, uri = project["root"], project["uri"]
+    env = {"MLFLOW_TRACKING_URI": uri, "COLUMNS": "200"}
+    out = run_cli("registry", "sync", cwd=root, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "0 new" in out.stdout
+    out = run_cli("zoo", "list", "--dataset", "toy", "--limit", "3", cwd=root, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "mednns.toy." in out.stdout and "val_acc" in out.stdout
+    name = list_models(dataset="toy", uri=uri).name[0]
+    out = run_cli("zoo", "show", name, cwd=root, env=env)
+    assert out.returncode == 0 and "checkpoint_md5" in out.stdout and name in out.stdout
+    for args, env_over in ((("zoo", "show", "mednns.toy.000000000000"), env),
+                           (("zoo", "list"), {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"})):
+        out = run_cli(*args, cwd=root, env=env_over)
+        assert out.returncode == 1, out.stdout
+        assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr, out.stderr
+
+
+# --------------------------------------------------------------------------------------------------
+# interruption and concurrency, on a server of their own
+
+
+def _count(db: Path) -> int:
+    for _ in range(50):
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
+                return con.execute("select count(*) from model_versions").fetchone()[0]
+        except sqlite3.Error:
+            time.sleep(0.05)
+    raise AssertionError(f"cannot read {db}")
+
+
+def _versions(uri: str, md5: str) -> pd.Series:
+    vs = Registry(uri).search_versions(f"tags.checkpoint_md5 = '{md5}' AND tags.kind = 'subnet'")
+    return pd.Series([v.name for v in vs]).value_counts()
+
+
+def test_server_killed_mid_registration_then_a_rerun_repairs_everything(mlflow_server, tmp_path, monkeypatch):
+    """SIGKILL the (session's) server mid-way, restart it on the same database, re-run: all there once."""
+    root = tmp_path
+    (root / "dvc.yaml").write_text("stages: {}\n")
+    ckpt = random_supernet(root / "models/supernets/kill.pt", name="kill")
+    table = synthetic_zoo(ckpt, 120)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    server = mlflow_server
+    try:
+        errors = []
+
+        def register():
+            try:
+                ZooRegistrar(Registry(server.uri), repo=root, workers=4).sync_dataset(table, ckpt, progress=False)
+            except BaseException as e:  # noqa: BLE001 - recorded for the assertion below
+                errors.append(e)
+
+        worker = threading.Thread(target=register)
+        worker.start()
+        db = server.root / "mlflow.db"
+        base = _count(db)
+        deadline = time.time() + 120
+        count = 0
+        while time.time() < deadline and worker.is_alive():
+            count = _count(db) - base
+            if count >= 20:
+                break
+            time.sleep(0.05)
+        assert count >= 20, "registration never got going"
+        server.stop(kill=True)  # SIGKILL the server and its workers mid-way
+        worker.join(timeout=120)
+        assert not worker.is_alive() and errors, "registration should fail once the server is gone"
+        assert isinstance(errors[0], MedNNSError) and "\n" not in str(errors[0])
+
+        server.start()  # same database, same port
+        md5 = md5_file(ckpt)
+        partial = _versions(server.uri, md5)
+        assert 0 < partial.sum() < len(table)
+        report = ZooRegistrar(Registry(server.uri), repo=root, workers=4).sync_dataset(table, ckpt, progress=False)
+        counts = _versions(server.uri, md5)
+        assert report.created == len(table) - len(partial)
+        assert len(counts) == len(table) and (counts == 1).all()
+        assert set(counts.index) == {subnet_name("kill", a) for a in table.arch_id}
+
+        # two registrations at once (a newer checkpoint): still exactly one version per subnet
+        ckpt2 = random_supernet(root / "models/supernets/v2/kill.pt", name="kill", seed=3)
+        small = table.head(40)
+        reports = []
+        threads = [threading.Thread(target=lambda: reports.append(ZooRegistrar(Registry(server.uri), repo=root,
+                   workers=4).sync_dataset(small, ckpt2, progress=False))) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert len(reports) == 2  # neither failed
+        counts = _versions(server.uri, md5_file(ckpt2))
+        assert len(counts) == 40 and (counts == 1).all()
+        champions = Registry(server.uri).search_versions(f"name = '{dataset_name('kill')}'")
+        assert len({v.tags["key"] for v in champions}) == len(champions) == 2
+    finally:
+        if server.proc is None:
+            server.start()

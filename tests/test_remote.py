@@ -1,0 +1,96 @@
+"""The DVC remote on a real S3-compatible server (moto): configure, push, pull into a fresh clone, load."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+from conftest import run_cli
+from mednns.errors import MedNNSError
+from registry.models import list_models, load_model, resolve_version, subnet_name, sync
+from registry.artifacts import md5_file
+from registry.client import Registry
+from registry.remote import add_remote, pull_zoo, push
+from test_registry import X, dvc_add, expected, git_commit, git_dvc_init, random_supernet, synthetic_zoo
+
+BUCKET = "mednns-zoo"
+CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="module")
+def s3(s3_server):
+    import boto3
+
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in CREDS.items():
+            mp.setenv(k, v)
+        boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=BUCKET)
+        yield s3_server
+
+
+def test_remote_add_checks_the_bucket_and_keeps_secrets_local(s3, tmp_path):
+    root = tmp_path / "p"
+    git_dvc_init(root)
+    with pytest.raises(MedNNSError, match="does not exist"):
+        add_remote("s3://no-such-bucket/zoo", s3, repo=root)
+    with pytest.raises(MedNNSError, match="unreachable"):
+        add_remote(f"s3://{BUCKET}/zoo", "http://127.0.0.1:9", repo=root)
+    with pytest.raises(MedNNSError, match="not an S3 URL"):
+        add_remote("/tmp/folder", s3, repo=root)
+    out = add_remote(f"s3://{BUCKET}/zoo", s3, repo=root, access_key_id="testing", secret_access_key="testing")
+    assert out["credentials"] == ".dvc/config.local"
+    config, local = (root / ".dvc/config").read_text(), (root / ".dvc/config.local").read_text()
+    assert f"s3://{BUCKET}/zoo" in config and s3 in config and "secret" not in config
+    assert "secret_access_key" in local
+    assert subprocess.run(["git", "check-ignore", "-q", ".dvc/config.local"], cwd=root).returncode == 0
+    res = run_cli("remote", "add", "s3://no-such-bucket/zoo", "--endpoint-url", s3, cwd=root, env=CREDS)
+    assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1 and "does not exist" in res.stderr
+
+
+def test_push_pull_a_versioned_zoo_into_a_fresh_clone_and_load_it_there(s3, mlflow_server, tmp_path):
+    uri = mlflow_server.uri
+    a = tmp_path / "machine-a"
+    git_dvc_init(a)
+    add_remote(f"s3://{BUCKET}/store", s3, repo=a)
+    ckpt = a / "models/supernets/rtoy.pt"
+    kept = {}
+    for version, seed in (("v1", 0), ("v2", 1)):
+        random_supernet(ckpt, name="rtoy", seed=seed)
+        (a / "zoo").mkdir(exist_ok=True)
+        synthetic_zoo(ckpt, 5, seed=seed).to_parquet(a / "zoo/rtoy.parquet", index=False)
+        dvc_add(a, "models/supernets/rtoy.pt", "zoo/rtoy.parquet")
+        git_commit(a, f"zoo {version}")
+        subprocess.run(["git", "tag", version], cwd=a, check=True)
+        assert push(repo=a) >= 2
+        sync(zoo_dir=a / "zoo", supernet_dir=a / "models/supernets", uri=uri, repo=a, progress=False)
+        kept[version] = tmp_path / f"{version}.pt"
+        shutil.copy2(ckpt, kept[version])
+
+    b = tmp_path / "machine-b"
+    subprocess.run(["git", "clone", "-q", str(a), str(b)], check=True)
+    assert not (b / "models/supernets/rtoy.pt").exists()
+    rows = list_models(dataset="rtoy", uri=uri)
+    name = rows.name[rows.checkpoint_md5 == md5_file(kept["v2"])].iloc[0]
+    latest = resolve_version(name, Registry(uri))
+    with pytest.raises(MedNNSError, match="zoo pull"):
+        load_model(name, repo=b, uri=uri)
+
+    out = pull_zoo(repo=b)  # the checked-out revision (v2): workspace and cache
+    assert out["workspace"] and (b / "models/supernets/rtoy.pt").is_file()
+    with torch.no_grad():
+        assert torch.allclose(load_model(name, repo=b, uri=uri)(X), expected(kept["v2"], latest.tags["arch_json"]),
+                              atol=1e-6)
+    v1 = [v for v in Registry(uri).search_versions(f"tags.checkpoint_md5 = '{md5_file(kept['v1'])}'")
+          if v.tags["kind"] == "subnet"]
+    old = f"{v1[0].name}/{v1[0].version}"
+    with pytest.raises(MedNNSError, match="not found"):
+        load_model(old, repo=b, uri=uri)
+    res = run_cli("zoo", "pull", "--rev", "v1", cwd=b, env={**CREDS, "MLFLOW_TRACKING_URI": uri})
+    assert res.returncode == 0, res.stderr
+    with torch.no_grad():
+        v = resolve_version(old, Registry(uri))
+        assert torch.allclose(load_model(old, repo=b, uri=uri)(X), expected(kept["v1"], v.tags["arch_json"]), atol=1e-6)
+    assert subnet_name("rtoy", v.tags["arch_id"]) == old.split("/")[0]
