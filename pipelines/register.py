@@ -10,7 +10,8 @@ from registry.models import register_metaspace, sync
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="register")
-    parser.add_argument("--workers", type=int, default=None, help="parallel requests (default: params register.workers)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="parallel requests (default: params register.workers)")
     args = parser.parse_args(argv)
     p = params("register")
     report = sync("zoo", "models/supernets", workers=args.workers or p.get("workers", 8),

@@ -58,6 +58,7 @@ import os
 import re
 import tempfile
 import time
+import warnings
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -395,9 +396,11 @@ def write_loader(model_dir: Path, pointer: dict) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "pointer.json"
         data.write_text(json.dumps(pointer, sort_keys=True, indent=1))
-        mlflow.pyfunc.save_model(str(model_dir), loader_module="registry.flavor", data_path=str(data),
-                                 signature=signature,
-                                 pip_requirements=[f"torch=={torch.__version__}", f"mlflow=={mlflow.__version__}"])
+        with warnings.catch_warnings():  # "no input example": inputs are images or an npz path
+            warnings.simplefilter("ignore", UserWarning)
+            mlflow.pyfunc.save_model(str(model_dir), loader_module="registry.flavor", data_path=str(data),
+                                     signature=signature, pip_requirements=[f"torch=={torch.__version__}",
+                                                                            f"mlflow=={mlflow.__version__}"])
 
 
 def sync(zoo_dir: str | Path = "zoo", supernet_dir: str | Path = "models/supernets", uri: str | None = None,

@@ -59,7 +59,8 @@ def check_bucket(url: str, endpoint_url: str | None = None, access_key_id: str |
         if code in ("404", "NoSuchBucket", "NotFound"):
             raise MedNNSError(f"bucket {bucket!r} does not exist at {where}; create it or fix the URL") from None
         if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-            raise MedNNSError(f"access to bucket {bucket!r} at {where} denied ({code}); check the credentials") from None
+            raise MedNNSError(f"access to bucket {bucket!r} at {where} denied ({code}); "
+                              "check the credentials") from None
         raise MedNNSError(f"bucket {bucket!r} at {where}: {code or e}") from None
     except bex.BotoCoreError as e:
         raise MedNNSError(f"S3 endpoint {where}: {type(e).__name__}: {e}") from None

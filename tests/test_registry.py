@@ -206,8 +206,8 @@ def test_champion_moves_with_a_newer_zoo_and_the_old_version_stays_loadable(proj
     assert report.created == 8 and int(new.version) > int(old.version)
     assert new.tags["arch_id"] == new_best and new.tags["checkpoint_md5"] == md5_file(ckpt)
     with torch.no_grad():
-        assert torch.allclose(load_model(f"toy@{CHAMPION}", repo=root, uri=uri)(X), expected(ckpt, new.tags["arch_json"]),
-                              atol=1e-6)
+        assert torch.allclose(load_model(f"toy@{CHAMPION}", repo=root, uri=uri)(X),
+                              expected(ckpt, new.tags["arch_json"]), atol=1e-6)
         # the old champion and the old version of a subnet still load, from the DVC cache by md5
         assert torch.allclose(load_model(f"{dataset_name('toy')}/{old.version}", repo=root, uri=uri)(X),
                               expected(project["ckpt_v1"], old.tags["arch_json"]), atol=1e-6)

@@ -40,7 +40,7 @@ from mednns.metaspace.fid import frechet_distance
 from mednns.metaspace.logme import label_matrix, logme
 from mednns.metaspace.train import SCORE, MetaSpaceConfig, train_metaspace
 from mednns.space import Arch
-from mednns.zoo.scoring import _subset  # the zoo's own subset rule: the same recalibration images
+from mednns.zoo.scoring import seeded_subset  # the zoo's own subset rule: the same recalibration images
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ class SubnetFeatures:
         supernet, train = self._supernet(source)
         key = (source, arch_json, int(recalib_images), int(recalib_seed))
         if self._last is None or self._last[0] != key:
-            idx = _subset(len(train), int(recalib_images), np.random.default_rng(int(recalib_seed)))
+            idx = seeded_subset(len(train), int(recalib_images), np.random.default_rng(int(recalib_seed)))
             net = supernet.extract(Arch.from_json(arch_json)).to(memory_format=torch.channels_last)
             b = self.batch
             recalibrate_bn(net, (self._tensor(train[idx[i:i + b]], supernet) for i in range(0, len(idx), b)))
@@ -173,7 +173,7 @@ def logme_scores(candidates: dict[str, pd.DataFrame], splits: Callable[[str], Tr
     data = {}
     for d in candidates:
         split = splits(d)
-        idx = _subset(len(split.images), n_images, np.random.default_rng([seed, 3]))
+        idx = seeded_subset(len(split.images), n_images, np.random.default_rng([seed, 3]))
         data[d] = (split.images[idx], label_matrix(split.labels[idx], split.task, split.num_classes))
     jobs = sorted((row.source_dataset, row.arch_json, int(row.recalib_images), int(row.recalib_seed), d, i)
                   for d, c in candidates.items() for i, row in enumerate(c.itertuples()))

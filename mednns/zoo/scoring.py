@@ -38,7 +38,9 @@ class ScoringConfig:
     channels_last: bool = True
 
 
-def _subset(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
+def seeded_subset(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of k of n items drawn by `rng` (all n when k is 0 or >= n): the one subset rule,
+    shared with the evaluation so that it recalibrates subnets on the zoo's very images."""
     return np.arange(n) if not k or k >= n else np.sort(rng.choice(n, k, replace=False))
 
 
@@ -61,11 +63,11 @@ class SubnetScorer:
         spec = source.spec
         self._fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
         rng = np.random.default_rng(cfg.seed)
-        self.recalib_idx = _subset(spec.splits["train"], cfg.recalib_images, rng)
+        self.recalib_idx = seeded_subset(spec.splits["train"], cfg.recalib_images, rng)
         self.recalib_x = self._tensor(source.images("train")[self.recalib_idx])
         self.own: dict[str, tuple[torch.Tensor, np.ndarray]] = {}
         for split in ("val", "test"):
-            idx = _subset(spec.splits[split], cfg.max_eval_images, rng)
+            idx = seeded_subset(spec.splits[split], cfg.max_eval_images, rng)
             self.own[split] = (self._tensor(source.images(split)[idx]), source.labels(split)[idx])
         self.eval_images = len(self.own["val"][1])
         self.probes = {t.spec.name: self._probe_data(t, rng) for t in [source, *targets]}
@@ -79,8 +81,8 @@ class SubnetScorer:
         return x.to(self.device, memory_format=self._fmt)
 
     def _probe_data(self, ds: MedDataset, rng: np.random.Generator) -> _ProbeData:
-        tr = _subset(ds.spec.splits["train"], self.cfg.probe_train_images, rng)
-        va = _subset(ds.spec.splits["val"], self.cfg.probe_val_images, rng)
+        tr = seeded_subset(ds.spec.splits["train"], self.cfg.probe_train_images, rng)
+        va = seeded_subset(ds.spec.splits["val"], self.cfg.probe_val_images, rng)
         # Target images are fed at the source's channels and resolution, as the subnet expects.
         return _ProbeData(ds.spec.task, ds.spec.num_classes, self._tensor(ds.images("train")[tr]),
                           ds.labels("train")[tr], self._tensor(ds.images("val")[va]), ds.labels("val")[va])
