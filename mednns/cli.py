@@ -275,6 +275,40 @@ def remote_add(url, endpoint_url, name, default, access_key_id, secret_access_ke
                   + f" (credentials: {out['credentials']}); `dvc push` / `mednns zoo pull` move the zoo")
 
 
+@cli.command("export")
+@click.argument("model")
+@click.argument("output", type=click.Path(dir_okay=False))
+@click.option("--data", "data_name", help="Dataset (npz or name) whose val images verify the export "
+              "[the subnet's own: data/prepared/<dataset>].")
+def export_cmd(model: str, output: str, data_name: str | None) -> None:
+    """Export the registered subnet MODEL (name, name@alias, models:/ URI) to OUTPUT (.onnx)."""
+    from pathlib import Path
+
+    from mednns.data import load_dataset, load_prepared
+    from mednns.errors import MedNNSError
+    from mednns.export import export_onnx
+    from registry.models import build_from_tags, resolve_version
+
+    tags = resolve_version(model).tags
+    if tags.get("kind") not in ("subnet", "champion"):
+        raise MedNNSError(f"{model}: a {tags.get('kind')} entry; only subnets export to ONNX "
+                          "(see `mednns zoo list`)")
+    prepared = Path(f"data/prepared/{tags['dataset']}")
+    if data_name:
+        ds = load_dataset(data_name, download=False)
+    elif prepared.is_dir():
+        ds = load_prepared(prepared)
+    else:
+        raise MedNNSError(f"{prepared} not found: run `dvc pull {prepared}`, or give --data with val images "
+                          "of the subnet's dataset to verify the export")
+    net = build_from_tags(tags)
+    report = export_onnx(net, ds.spec, output, ds.images("val"), channels=net.stem[0].in_channels,
+                         size=ds.spec.image_size, extra_metadata={"registered_model": model,
+                                                                  "arch_id": tags["arch_id"]})
+    console.print(f"wrote {output}: {tags['dataset']} subnet {tags['arch_id']}, opset {report.opset}, "
+                  f"max |onnx - torch| {report.max_abs_diff:.1e} on {report.images_checked} val images")
+
+
 def main() -> None:
     sys.exit(cli.main(prog_name="mednns", standalone_mode=True))
 

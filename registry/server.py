@@ -42,7 +42,10 @@ class MlflowServer:
                "--port", str(self.port), "--workers", str(self.workers)]
         log = open(self.root / "server.log", "ab")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                     env={**os.environ, "MLFLOW_TRACKING_URI": ""})
+                                     # No job runner (huey consumers): the registry never uses server-side
+                                     # jobs, and on 2 cores those processes cost more than the server.
+                                     env={**os.environ, "MLFLOW_TRACKING_URI": "",
+                                          "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:

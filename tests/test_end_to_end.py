@@ -122,6 +122,26 @@ def test_registry_holds_the_zoo_and_the_selection(project):
     assert listed.returncode == 0, listed.stderr
 
 
+def test_any_registered_subnet_exports_to_onnx(project, tmp_path):
+    root, data_dir = project
+    from mednns.data import load_dataset
+    from mednns.export import onnx_predict
+    from registry import load_model
+
+    out = tmp_path / "champion.onnx"
+    result = run_cli("export", "mednns.toya@champion", str(out), cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ds = load_dataset(str(data_dir / "toya.npz"))
+    import torch
+
+    net = load_model("mednns.toya@champion", repo=root, uri=f"sqlite:///{root / 'mlflow.db'}")
+    with torch.no_grad():
+        expected = net(torch.as_tensor(ds.images("test")).permute(0, 3, 1, 2).float().div(255).sub(0.5).div(0.5))
+    np.testing.assert_allclose(onnx_predict(out, ds.images("test")), expected.numpy(), atol=1e-4)
+    entry = run_cli("export", "mednns.metaspace@champion", str(tmp_path / "x.onnx"), cwd=root)
+    assert entry.returncode == 1 and "only subnets" in entry.stderr
+
+
 def test_the_cli_selects_for_a_new_npz_and_fails_cleanly_on_bad_input(project, tmp_path):
     root, data_dir = project
     out = tmp_path / "model.onnx"
