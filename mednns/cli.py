@@ -301,7 +301,8 @@ def export_cmd(model: str, output: str, data_name: str | None) -> None:
     else:
         raise MedNNSError(f"{prepared} not found: run `dvc pull {prepared}`, or give --data with val images "
                           "of the subnet's dataset to verify the export")
-    net = build_from_tags(tags)
+    # The zoo scored the subnet after BatchNorm recalibration on its source's train subset: so is the export.
+    net = build_from_tags(tags, recalibrate=prepared.is_dir())
     report = export_onnx(net, ds.spec, output, ds.images("val"), channels=net.stem[0].in_channels,
                          size=ds.spec.image_size, extra_metadata={"registered_model": model,
                                                                   "arch_id": tags["arch_id"]})

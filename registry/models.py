@@ -282,7 +282,7 @@ class ZooRegistrar:
         for row in own.itertuples(index=False):
             name = subnet_name(dataset, row.arch_id)
             tags = {**common, "kind": "subnet", "arch_id": row.arch_id, "arch_json": row.arch_json,
-                    "key": f"{dataset}:{row.arch_id}:{md5}",
+                    "key": f"{dataset}:{row.arch_id}:{md5}", **_recalib_tags(row._asdict()),
                     **{c: _fmt(getattr(row, c)) for c in BROWSE_COLUMNS}}
             if name in have:
                 # same network, rescored zoo (same checkpoint): refresh the score tags only
@@ -314,7 +314,7 @@ class ZooRegistrar:
         if len(own):
             best = own.sort_values(["val_acc", "arch_id"], ascending=[False, True], na_position="last").iloc[0]
             tags = {**common, "kind": "champion", "arch_id": best.arch_id, "arch_json": best.arch_json,
-                    "subnet": subnet_name(dataset, best.arch_id),
+                    "subnet": subnet_name(dataset, best.arch_id), **_recalib_tags(best),
                     **{c: _fmt(best[c]) for c in BROWSE_COLUMNS}}
             dn = dataset_name(dataset)
             v = self._ensure_version(dn, f"{dataset}:{best.arch_id}:{md5}", source, run_id, tags,
@@ -552,14 +552,47 @@ def _supernet_for(tags: dict, repo: str | Path | None):
     return _supernets[key]
 
 
-def build_from_tags(tags: dict, repo: str | Path | None = None):
-    """The network a registry entry describes: extract(arch) of its supernet, the supernet, or the meta-space."""
+def _recalib_tags(row) -> dict:
+    return {k: str(int(row[k])) for k in ("recalib_images", "recalib_seed") if k in row}
+
+
+def _recalibrate(net, tags: dict, repo: str | Path | None):
+    """BatchNorm statistics re-estimated exactly as the zoo did before scoring (same seeded train subset)."""
+    import numpy as np
+
+    from mednns.bn import recalibrate_bn
+    from mednns.data import load_prepared, to_tensor
+    from mednns.zoo.scoring import seeded_subset
+
+    if "recalib_images" not in tags:
+        raise MedNNSError(f"{tags.get('key', tags.get('arch_id'))}: registered without recalibration settings; "
+                          "re-run `mednns registry sync`, or load with recalibrate=False")
+    folder = find_repo(repo) / "data" / "prepared" / tags["dataset"]
+    if not folder.is_dir():
+        raise MedNNSError(f"{folder} not found: `dvc pull data/prepared/{tags['dataset']}` to recalibrate, "
+                          "or load with recalibrate=False")
+    images = load_prepared(folder).images("train")
+    idx = seeded_subset(len(images), int(tags["recalib_images"]), np.random.default_rng(int(tags["recalib_seed"])))
+    channels, size = net.stem[0].in_channels, _supernet_for(tags, repo)[0].image_size
+    batch = 256  # the zoo's recalib_batch
+    return recalibrate_bn(net, (to_tensor(images[idx[i:i + batch]], channels=channels, size=size)
+                                for i in range(0, len(idx), batch)))
+
+
+def build_from_tags(tags: dict, repo: str | Path | None = None, recalibrate: bool = False):
+    """The network a registry entry describes: extract(arch) of its supernet, the supernet, or the meta-space.
+
+    With `recalibrate`, a subnet's BatchNorm statistics are re-estimated on its source's train subset as
+    the zoo did before scoring it, so it reproduces the registered val/test scores (needs the source's
+    `data/prepared/<dataset>`); without, it is `extract(arch)` with the statistics the supernet holds.
+    """
     kind = tags.get("kind")
     if kind in ("subnet", "champion"):
         from mednns.space import Arch
 
         supernet, _ = _supernet_for(tags, repo)
-        return supernet.extract(Arch.from_json(tags["arch_json"])).eval()
+        net = supernet.extract(Arch.from_json(tags["arch_json"])).eval()
+        return _recalibrate(net, tags, repo) if recalibrate else net
     if kind == "supernet":
         import copy
 
@@ -576,11 +609,12 @@ def build_from_tags(tags: dict, repo: str | Path | None = None):
     raise MedNNSError(f"registry entry of unknown kind {kind!r}: not registered by MedNNS")
 
 
-def load_model(name_or_id: str, repo: str | Path | None = None, uri: str | None = None):
+def load_model(name_or_id: str, repo: str | Path | None = None, uri: str | None = None, recalibrate: bool = False):
     """A registered model as a torch module (timm style): subnets are `Supernet.extract(arch)` of
-    their checkpoint, in eval mode; a supernet name gives the supernet."""
+    their checkpoint, in eval mode (`recalibrate=True`: with the zoo's BatchNorm recalibration, so
+    they score what their tags say); a supernet name gives the supernet."""
     v = resolve_version(name_or_id, Registry(uri))
-    return build_from_tags(v.tags, repo)
+    return build_from_tags(v.tags, repo, recalibrate)
 
 
 def show(name_or_id: str, uri: str | None = None) -> dict:

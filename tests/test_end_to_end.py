@@ -134,10 +134,21 @@ def test_any_registered_subnet_exports_to_onnx(project, tmp_path):
     ds = load_dataset(str(data_dir / "toya.npz"))
     import torch
 
-    net = load_model("mednns.toya@champion", repo=root, uri=f"sqlite:///{root / 'mlflow.db'}")
+    from mednns.data import to_tensor
+    from mednns.metrics import evaluate_scores
+    from registry.client import Registry
+    from registry.models import resolve_version
+
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    net = load_model("mednns.toya@champion", repo=root, uri=uri, recalibrate=True)
     with torch.no_grad():
-        expected = net(torch.as_tensor(ds.images("test")).permute(0, 3, 1, 2).float().div(255).sub(0.5).div(0.5))
-    np.testing.assert_allclose(onnx_predict(out, ds.images("test")), expected.numpy(), atol=1e-4)
+        expected = net(to_tensor(ds.images("test"))).numpy()
+        val_logits = net(to_tensor(ds.images("val"))).numpy()
+    np.testing.assert_allclose(onnx_predict(out, ds.images("test")), expected, atol=1e-4)
+    # Recalibrated as the zoo did, the loaded champion scores what its registry tags say.
+    tagged = float(resolve_version("mednns.toya@champion", Registry(uri)).tags["val_acc"])
+    val_acc = evaluate_scores(ds.labels("val"), val_logits, ds.spec.task)["acc"]
+    assert val_acc == pytest.approx(tagged, abs=1 / SIZES["val"] + 1e-6)
     entry = run_cli("export", "mednns.metaspace@champion", str(tmp_path / "x.onnx"), cwd=root)
     assert entry.returncode == 1 and "only subnets" in entry.stderr
 
