@@ -72,22 +72,17 @@ class Registry:
             check_reachable(self.uri)
         raise AssertionError("unreachable")
 
-    def search_versions(self, filter_string: str, page: int = 20000) -> list:
+    def _paged(self, search, filter_string: str, page: int) -> list:
         out, token = [], None
         while True:
-            res = self.call(self.client.search_model_versions, filter_string, max_results=page,
-                            page_token=token)
+            res = self.call(search, filter_string, max_results=page, page_token=token)
             out.extend(res)
             token = res.token
             if not token:
                 return out
 
+    def search_versions(self, filter_string: str, page: int = 20000) -> list:
+        return self._paged(self.client.search_model_versions, filter_string, page)
+
     def search_models(self, filter_string: str, page: int = 1000) -> list:
-        out, token = [], None
-        while True:
-            res = self.call(self.client.search_registered_models, filter_string, max_results=page,
-                            page_token=token)
-            out.extend(res)
-            token = res.token
-            if not token:
-                return out
+        return self._paged(self.client.search_registered_models, filter_string, page)

@@ -81,17 +81,15 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None):
                           env={**os.environ, **(env or {})}, timeout=600)
 
 
-@pytest.fixture
-def dvc_project(tmp_path, data_dir):
-    """A fresh git + DVC checkout of this repo's pipeline, in a temporary folder.
+def new_project(root: Path) -> Path:
+    """A fresh git + DVC checkout of this repo's pipeline at `root`.
 
     The code is the installed package; the copy carries what the stages list as deps.
     """
     import shutil
     import subprocess
 
-    root = tmp_path / "project"
-    root.mkdir()
+    root.mkdir(parents=True)
     for item in ("dvc.yaml", "params.yaml", "pipelines", "mednns", "registry"):
         src = REPO / item
         if src.is_dir():
@@ -101,6 +99,11 @@ def dvc_project(tmp_path, data_dir):
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"]):
         subprocess.run(cmd, cwd=root, check=True)
     return root
+
+
+@pytest.fixture
+def dvc_project(tmp_path, data_dir):
+    return new_project(tmp_path / "project")
 
 
 # A supernet small enough to train in seconds, for tests of training, zoo and everything after.
@@ -143,3 +146,14 @@ def s3_server():
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny networks: one thread is several times faster than two contending on a busy 2-core machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

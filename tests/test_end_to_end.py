@@ -5,7 +5,6 @@ CLI. Checks the artefacts of each stage, the registry entries, and the ONNX file
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 
 import numpy as np
@@ -13,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, TINY_SPACE, run_cli, synthetic_arrays, write_npz
+from conftest import TINY_SPACE, new_project, run_cli, synthetic_arrays, write_npz
 
 SIZES = {"train": 96, "val": 32, "test": 32}
 ZOO = {"toya": dict(classes=3), "toyb": dict(classes=4, channels=3), "toyc": dict(classes=2)}
@@ -46,16 +45,7 @@ def project(tmp_path_factory):
     data_dir = base / "medmnist"
     for i, (name, kw) in enumerate({**ZOO, HOLDOUT: dict(classes=2)}.items()):
         write_npz(data_dir / f"{name}.npz", synthetic_arrays(size=16, sizes=SIZES, seed=i, **kw))
-    root = base / "project"
-    root.mkdir()
-    for item in ("dvc.yaml", "params.yaml", "pipelines", "mednns", "registry"):
-        src = REPO / item
-        if src.is_dir():
-            shutil.copytree(src, root / item, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, root / item)
-    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"]):
-        subprocess.run(cmd, cwd=root, check=True)
+    root = new_project(base / "project")
     (root / "params.yaml").write_text(yaml.safe_dump(_toy_params(yaml.safe_load((root / "params.yaml").read_text()))))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MEDNNS_DATA_DIR", str(data_dir))

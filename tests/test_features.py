@@ -7,7 +7,6 @@ import zipfile
 
 import numpy as np
 import pytest
-import torch
 from scipy import linalg
 
 from conftest import synthetic_arrays, write_npz
@@ -19,13 +18,7 @@ from mednns.metaspace.fid import fid_matrix, fid_table, frechet_distance, normal
 CFG = FeatureConfig(sample_images=30, image_size=16)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks: one thread is several times faster than two contending on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def truncated_npy(array) -> bytes:

@@ -14,13 +14,7 @@ from mednns.metaspace.evaluate import SubnetFeatures, TrainSplit, logme_scores
 from mednns.metaspace.logme import label_matrix, logme
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks: one thread is several times faster than two contending on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_logme_ranks_informative_features_above_random_ones():

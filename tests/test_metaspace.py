@@ -31,13 +31,7 @@ FEATURES = FeatureConfig(sample_images=48, image_size=16)
 NAMES = ["aa", "bb", "cc", "dd"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks: one thread is several times faster than two contending on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def toy_images(i: int, n: int = 60) -> np.ndarray:

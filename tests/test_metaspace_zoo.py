@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import tiny_config, tiny_dataset
 from mednns.metaspace import FeatureConfig, MetaSpaceConfig, train_metaspace
@@ -17,17 +16,11 @@ from mednns.zoo import ZooConfig, build_zoo
 FEATURES = FeatureConfig(sample_images=48, image_size=16)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks: one thread is several times faster than two contending on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def tiny_zoo(tmp_path_factory, _one_thread):
+def tiny_zoo(tmp_path_factory, one_thread):
     root = tmp_path_factory.mktemp("mszoo")
     datasets = [tiny_dataset(classes=3, name="aa", seed=0),
                 tiny_dataset(task="multi-label", classes=3, channels=3, name="bb", seed=1)]
