@@ -6,7 +6,8 @@ npz, `(N, H, W)` or `(N, H, W, 3)` uint8, without our code. The same preprocessi
 model's `metadata_props` for runtimes that want to feed float tensors to a graph of their own.
 
 A file is only written when the ONNX checker passes and onnxruntime agrees with PyTorch on real images
-(max abs difference of the logits and identical argmax); otherwise the export raises and leaves nothing.
+(every logit within 1e-4 absolute + 1e-4 relative, as `np.allclose`, and identical argmax); otherwise
+the export raises and leaves nothing.
 """
 
 from __future__ import annotations
@@ -128,14 +129,17 @@ def verify_onnx(path: Path, model: nn.Module, images: np.ndarray, tolerance: flo
                 batch: int = 256) -> ExportReport:
     """onnxruntime against PyTorch on `images`; raises MedNNSError when they disagree."""
     session = onnx_session(path)
-    worst, agree = 0.0, 0
+    worst, worst_scaled, agree = 0.0, 0.0, 0
     for start in range(0, len(images), batch):
         x = images[start:start + batch]
         (onnx_logits,) = session.run(None, {"images": x})
         torch_logits = model(torch.as_tensor(x)).numpy()
-        worst = max(worst, float(np.abs(onnx_logits - torch_logits).max()))
+        diff = np.abs(onnx_logits - torch_logits)
+        worst = max(worst, float(diff.max()))
+        # np.allclose's rule with atol = rtol = tolerance: float32 noise grows with the logits' size.
+        worst_scaled = max(worst_scaled, float((diff / (1.0 + np.abs(torch_logits))).max()))
         agree += int((onnx_logits.argmax(1) == torch_logits.argmax(1)).sum())
-    if worst > tolerance or agree != len(images):
+    if worst_scaled > tolerance or agree != len(images):
         raise MedNNSError(f"ONNX export disagrees with PyTorch (max abs diff {worst:.2e}, argmax agrees on "
                           f"{agree}/{len(images)} images); no file written")
     return ExportReport(path, OPSET, worst, agree / len(images), len(images), list(images.shape[1:]))

@@ -19,14 +19,18 @@ _CERTAIN = 14.0
 
 
 def fit_logistic_head(feats: np.ndarray, labels: np.ndarray, task: Task, num_classes: int,
-                      C: float = 0.5, max_iter: int = 100) -> tuple[np.ndarray, np.ndarray]:
+                      C: float = 0.5, max_iter: int = 100, min_scale: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Logistic regression on standardised features, folded back into raw features.
 
     Returns (weight [num_classes, D], bias [num_classes]) such that `feats @ weight.T + bias` are logits
     in the task's convention: softmax over classes (binary: class 0 has logit 0, so the softmax is the
     sigmoid sklearn fits), or a sigmoid per label for multi-label.
+    `min_scale` > 0 floors the standard deviations used to standardise (see below).
     """
     scaler = StandardScaler().fit(feats)
+    # A feature that barely varies on the train subset would get a weight of 1/its tiny std: flooring
+    # the std (at `min_scale` x the median one) keeps such a head's logits moderate on new images.
+    scaler.scale_ = np.maximum(scaler.scale_, min_scale * np.median(scaler.scale_))
     x = scaler.transform(feats)
     weight = np.zeros((num_classes, feats.shape[1]))
     bias = np.full(num_classes, -_CERTAIN if task is not Task.MULTI_LABEL else 0.0)
