@@ -55,7 +55,8 @@ def model_card(sel: Selection, spec: DatasetSpec, onnx_path: str | Path | None, 
         f"The ONNX graph takes uint8 images exactly as the npz stores them ({'(N, H, W)' if spec.channels == 1 else '(N, H, W, 3)'},"
         f" {spec.image_size} px) and does the rest itself: x / 255, conversion to {sel.fmt.channels} channel(s), "
         f"resize to {sel.fmt.size} px, (x - {MEAN}) / {STD}. Output: logits over "
-        f"{spec.num_classes} classes ({', '.join(spec.label_names)}). The same is in the file's `metadata_props`.",
+        f"{spec.num_classes} classes ({'; '.join(f'{i}: {n}' for i, n in enumerate(spec.label_names))}). "
+        "The same is in the file's `metadata_props`.",
         "",
         "## Intended use",
         f"A starting point for research on {spec.name}-like images ({spec.task.value}). Not a medical device: "

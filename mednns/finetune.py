@@ -19,6 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mednns.batches import iterate, predict
+from mednns.bn import recalibrate_bn
 from mednns.data.npz import MedDataset
 from mednns.heads import fit_logistic_head, linear_head
 from mednns.metrics import evaluate_scores
@@ -60,11 +61,19 @@ def features(net: nn.Module, images: np.ndarray, fmt: InputFormat, device="cpu",
 
 
 def fit_head(net: nn.Module, ds: MedDataset, fmt: InputFormat, cfg: FinetuneConfig, device="cpu") -> nn.Module:
-    """Replace `net.classifier` with a logistic-regression head fit on frozen features of `ds`'s train split."""
+    """Re-estimate BatchNorm statistics on `ds`, then replace `net.classifier` with a logistic-regression
+    head fit on frozen features of its train split.
+
+    The statistics a network brings are its source dataset's; on new images its features would shift as
+    soon as training mode normalises with batch statistics, and a head fit on the old ones would start
+    fine-tuning with a large loss.
+    """
     rng = np.random.default_rng(cfg.seed)
     n = ds.spec.splits["train"]
     idx = np.sort(rng.choice(n, min(n, cfg.head_images), replace=False))
-    feats = features(net, ds.images("train")[idx], fmt, device)
+    images = ds.images("train")[idx]
+    recalibrate_bn(net, (x for x, _ in iterate(images, None, 256, **_kw(fmt, device))))
+    feats = features(net, images, fmt, device)
     # Strongly regularised, with floored feature scales: a head that starts with moderate logits
     # fine-tunes smoothly (and exports within 1e-4 of PyTorch); a sharp one saturates the softmax.
     weight, bias = fit_logistic_head(feats, ds.labels("train")[idx], ds.spec.task, ds.spec.num_classes,
