@@ -44,7 +44,8 @@ class FinetuneConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     label_smoothing: float = 0.1
-    head_images: int = 2000     # train images the closed-form head is fit on
+    head_images: int = 1000     # train images the closed-form head is fit on
+    recalib_images: int = 512   # of those, the ones BatchNorm statistics are re-estimated on
     max_train_images: int = 0   # per epoch (0: the whole train split)
     seed: int = 0
 
@@ -72,7 +73,7 @@ def fit_head(net: nn.Module, ds: MedDataset, fmt: InputFormat, cfg: FinetuneConf
     n = ds.spec.splits["train"]
     idx = np.sort(rng.choice(n, min(n, cfg.head_images), replace=False))
     images = ds.images("train")[idx]
-    recalibrate_bn(net, (x for x, _ in iterate(images, None, 256, **_kw(fmt, device))))
+    recalibrate_bn(net, (x for x, _ in iterate(images[:cfg.recalib_images], None, 256, **_kw(fmt, device))))
     feats = features(net, images, fmt, device)
     # Strongly regularised, with floored feature scales: a head that starts with moderate logits
     # fine-tunes smoothly (and exports within 1e-4 of PyTorch); a sharp one saturates the softmax.
