@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from math import comb
 from pathlib import Path
 from typing import Callable
@@ -35,6 +35,7 @@ from mednns.checkpoint import load_supernet
 from mednns.data.spec import DatasetSpec, Task
 from mednns.data.tensors import to_tensor
 from mednns.errors import MedNNSError
+from mednns.params import from_section
 from mednns.metaspace.features import DatasetFeatures, FeatureConfig, read_train_images
 from mednns.metaspace.fid import frechet_distance
 from mednns.metaspace.logme import label_matrix, logme
@@ -59,11 +60,7 @@ class EvaluateConfig:
 
     @classmethod
     def from_params(cls, params: dict) -> "EvaluateConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = set(params) - names
-        if unknown:
-            raise MedNNSError(f"params.yaml evaluate: unknown setting(s) {', '.join(sorted(unknown))}")
-        return cls(**params)
+        return from_section(cls, params, "evaluate")
 
 
 @dataclass

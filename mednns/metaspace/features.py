@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import zipfile
 import zlib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from mednns.data.tensors import to_tensor
 from mednns.errors import MedNNSError
+from mednns.params import from_section
 from mednns.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -56,11 +57,7 @@ class FeatureConfig:
 
     @classmethod
     def from_params(cls, params: dict) -> "FeatureConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = set(params) - names
-        if unknown:
-            raise MedNNSError(f"params.yaml features: unknown setting(s) {', '.join(sorted(unknown))}")
-        return cls(**params)
+        return from_section(cls, params, "features")
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

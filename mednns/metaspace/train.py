@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import sys
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -14,6 +14,7 @@ from scipy.stats import kendalltau
 from tqdm.auto import tqdm
 
 from mednns.errors import MedNNSError
+from mednns.params import from_section
 from mednns.metaspace.features import DatasetFeatures, FeatureConfig
 from mednns.metaspace.fid import fid_matrix, fid_table, normalised
 from mednns.metaspace.losses import contrastive_loss, fid_loss, performance_loss, rank_loss
@@ -59,11 +60,7 @@ class MetaSpaceConfig:
 
     @classmethod
     def from_params(cls, params: dict) -> "MetaSpaceConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = set(params) - names
-        if unknown:
-            raise MedNNSError(f"params.yaml metaspace: unknown setting(s) {', '.join(sorted(unknown))}")
-        return cls(**params)
+        return from_section(cls, params, "metaspace")
 
     def weights(self) -> dict[str, float]:
         return {name: float(getattr(self, f"{name}_weight")) for name in LOSSES}

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from mednns.checkpoint import load_supernet
 from mednns.data.npz import MedDataset
 from mednns.errors import MedNNSError
+from mednns.params import from_section
 from mednns.io import atomic_path, sha256_file
 from mednns.zoo.sampling import sample_unique
 from mednns.zoo.schema import COLUMNS
@@ -36,11 +37,7 @@ class ZooConfig(ScoringConfig):
 
     @classmethod
     def from_params(cls, params: dict) -> "ZooConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = set(params) - names - {"device"}
-        if unknown:
-            raise MedNNSError(f"params.yaml zoo: unknown setting(s) {', '.join(sorted(unknown))}")
-        return cls(**{k: v for k, v in params.items() if k in names})
+        return from_section(cls, params, "zoo", ignore=("device",))
 
     def scoring(self) -> ScoringConfig:
         return ScoringConfig(**{f.name: getattr(self, f.name) for f in fields(ScoringConfig)})
