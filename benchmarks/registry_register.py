@@ -73,7 +73,8 @@ def median_s(fn, rounds: int = 5) -> float:
 
 def run(n: int, naive: int, workers: int, compare: bool, server_workers: int) -> None:
     from registry.client import Registry
-    from registry.models import ZooRegistrar, list_models, resolve_version, subnet_name
+    from registry.lookup import list_models, resolve_version
+    from registry.models import ZooRegistrar, subnet_name
     from registry.server import MlflowServer
 
     with tempfile.TemporaryDirectory() as tmp:

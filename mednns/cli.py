@@ -181,7 +181,7 @@ def zoo() -> None:
 @click.option("--limit", default=30, show_default=True, help="Rows to print (0: all).")
 def zoo_list(dataset, min_acc, max_params, max_macs, max_latency_ms, sort, limit) -> None:
     """List registered subnets, best first."""
-    from registry.models import list_models
+    from registry.lookup import list_models
 
     df = list_models(dataset=dataset, min_acc=min_acc, max_params=max_params, max_macs=max_macs,
                      max_latency_ms=max_latency_ms, sort=sort)
@@ -201,7 +201,7 @@ def zoo_list(dataset, min_acc, max_params, max_macs, max_latency_ms, sort, limit
 @click.argument("name")
 def zoo_show(name: str) -> None:
     """Show one registry entry: NAME, NAME/<version>, NAME@<alias>, <dataset> (its champion) or an arch_id."""
-    from registry.models import show
+    from registry.lookup import show
 
     info = show(name)
     console.print(f"[bold]{info['name']}[/] version {info['version']} of {info['versions']}  "
@@ -287,7 +287,7 @@ def export_cmd(model: str, output: str, data_name: str | None) -> None:
     from mednns.data import load_dataset, load_prepared
     from mednns.errors import MedNNSError
     from mednns.export import export_onnx
-    from registry.models import build_from_tags, resolve_version
+    from registry.lookup import build_from_tags, resolve_version
 
     tags = resolve_version(model).tags
     if tags.get("kind") not in ("subnet", "champion"):

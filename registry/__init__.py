@@ -9,7 +9,7 @@ __all__ = ["list_models", "load_model"]
 
 def __getattr__(name):
     if name in __all__:
-        from registry import models
+        from registry import lookup
 
-        return getattr(models, name)
+        return getattr(lookup, name)
     raise AttributeError(f"module 'registry' has no attribute {name!r}")

@@ -71,7 +71,7 @@ def _registered_tags(model_dir: Path) -> dict:
 
 
 def _load_pyfunc(data_path: str, model_config=None):
-    from registry.models import build_from_tags
+    from registry.lookup import build_from_tags
 
     data_path = Path(data_path)
     pointer = json.loads(data_path.read_text())

@@ -127,7 +127,7 @@ def test_any_registered_subnet_exports_to_onnx(project, tmp_path):
     from mednns.data import to_tensor
     from mednns.metrics import evaluate_scores
     from registry.client import Registry
-    from registry.models import resolve_version
+    from registry.lookup import resolve_version
 
     uri = f"sqlite:///{root / 'mlflow.db'}"
     net = load_model("mednns.toya@champion", repo=root, uri=uri, recalibrate=True)

@@ -23,8 +23,8 @@ from mednns.zoo import ZooConfig, build_zoo
 from mednns.zoo.sampling import sample_unique
 from mednns.zoo.schema import COLUMNS
 from registry.artifacts import md5_file
-from registry.models import (CHAMPION, ZooRegistrar, dataset_name, list_models, load_model, resolve_version,
-                             subnet_name, supernet_name, sync)
+from registry.lookup import list_models, load_model, resolve_version
+from registry.models import CHAMPION, ZooRegistrar, dataset_name, subnet_name, supernet_name, sync
 from registry.client import Registry
 
 X = torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(0))

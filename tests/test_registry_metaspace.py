@@ -10,7 +10,8 @@ import torch
 from conftest import synthetic_arrays
 from mednns.errors import MedNNSError
 from mednns.metaspace import MetaSpace, train_metaspace
-from registry.models import CHAMPION, METASPACE, load_model, register_metaspace, resolve_version
+from registry.lookup import load_model, resolve_version
+from registry.models import CHAMPION, METASPACE, register_metaspace
 from registry.client import Registry
 from test_metaspace import FEATURES, NAMES, small_config, toy_images, toy_zoo
 

@@ -10,7 +10,8 @@ import torch
 
 from conftest import run_cli
 from mednns.errors import MedNNSError
-from registry.models import list_models, load_model, resolve_version, subnet_name, sync
+from registry.lookup import list_models, load_model, resolve_version
+from registry.models import subnet_name, sync
 from registry.artifacts import md5_file
 from registry.client import Registry
 from registry.remote import add_remote, pull_zoo, push

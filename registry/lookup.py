@@ -1,0 +1,204 @@
+"""Reading the registry: list, resolve and load what `registry.models` registered (timm style)."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from mednns.errors import MedNNSError
+from registry.artifacts import find_repo
+from registry.client import NOT_FOUND, Registry
+from registry.models import BROWSE_COLUMNS, CHAMPION, METASPACE, PREFIX, _check_dataset
+
+
+def _row(v) -> dict:
+    t = v.tags
+    row = {"name": v.name, "version": int(v.version), "dataset": t.get("dataset"), "arch_id": t.get("arch_id")}
+    for c in BROWSE_COLUMNS:
+        try:
+            row[c] = float(t[c]) if c in t else math.nan
+        except ValueError:
+            row[c] = math.nan
+    for c in ("params", "macs"):
+        row[c] = int(row[c]) if not math.isnan(row[c]) else None
+    row.update({"checkpoint_md5": t.get("checkpoint_md5"), "git_commit": t.get("git_commit")})
+    return row
+
+
+def list_models(dataset: str | None = None, min_acc: float | None = None, max_params: int | None = None,
+                max_macs: int | None = None, max_latency_ms: float | None = None, all_versions: bool = False,
+                sort: str = "val_acc", uri: str | None = None) -> pd.DataFrame:
+    """Registered subnets as a table (latest version of each unless `all_versions`), best first.
+
+    `min_acc` filters on val_acc. Columns: name, version, dataset, arch_id, params, macs, latency_ms,
+    val_acc, val_auc, test_acc, test_auc, checkpoint_md5, git_commit.
+    """
+    reg = Registry(uri)
+    # One tag condition per query: each one is a join on the tags table (measured ~2x per condition).
+    filt = f"tags.dataset = '{_check_dataset(dataset)}'" if dataset else "tags.kind = 'subnet'"
+    rows = [_row(v) for v in reg.search_versions(filt) if v.tags.get("kind") == "subnet"]
+    cols = ["name", "version", "dataset", "arch_id", *BROWSE_COLUMNS, "checkpoint_md5", "git_commit"]
+    df = pd.DataFrame(rows, columns=cols)
+    if df.empty:
+        return df
+    if not all_versions:
+        df = df.sort_values("version").groupby("name", as_index=False).tail(1)
+    if min_acc is not None:
+        df = df[df.val_acc >= min_acc]
+    if max_params is not None:
+        df = df[df.params <= max_params]
+    if max_macs is not None:
+        df = df[df.macs <= max_macs]
+    if max_latency_ms is not None:
+        df = df[df.latency_ms <= max_latency_ms]
+    if sort not in df.columns:
+        raise MedNNSError(f"cannot sort by {sort!r}; one of {', '.join(cols)}")
+    ascending = sort in ("params", "macs", "latency_ms", "name", "dataset", "arch_id")
+    return df.sort_values([sort, "name"], ascending=[ascending, True]).reset_index(drop=True)
+
+
+def parse_name(name_or_id: str) -> tuple[str, str | None, str | None]:
+    """'models:/n/3' | 'n/3' | 'n@alias' | 'n' -> (name, version, alias)."""
+    s = name_or_id.removeprefix("models:/")
+    if "@" in s:
+        name, alias = s.rsplit("@", 1)
+        return name, None, alias
+    if "/" in s:
+        name, version = s.rsplit("/", 1)
+        return name, version, None
+    return s, None, None
+
+
+def resolve_version(name_or_id: str, reg: Registry | None = None):
+    """The ModelVersion that `name_or_id` means.
+
+    Accepted: a registered name (latest version), `name/<version>`, `name@<alias>`, a `models:/` URI,
+    `<dataset>` (its champion), `<dataset>.<arch_id>`, or a bare arch_id when one dataset has it.
+    """
+    reg = reg or Registry()
+    c = reg.client
+    name, version, alias = parse_name(name_or_id.strip())
+    candidates = [name]
+    if not name.startswith(PREFIX + "."):
+        candidates.append(f"{PREFIX}.{name}")
+    for cand in candidates:
+        if version is not None:
+            v = reg.call(c.get_model_version, cand, version, ok=(NOT_FOUND, "INVALID_PARAMETER_VALUE"))
+            if v is not None:
+                return v
+            continue
+        if alias is not None:
+            v = reg.call(c.get_model_version_by_alias, cand, alias, ok=(NOT_FOUND, "INVALID_PARAMETER_VALUE"))
+            if v is not None:
+                return v
+            continue
+        if cand.count(".") == 1 and cand != METASPACE:  # mednns.<dataset>: the champion line
+            v = reg.call(c.get_model_version_by_alias, cand, CHAMPION, ok=(NOT_FOUND, "INVALID_PARAMETER_VALUE"))
+            if v is not None:
+                return v
+        found = reg.search_versions(f"name = '{cand}'")
+        if found:
+            return max(found, key=lambda v: int(v.version))
+    if version is None and alias is None and re.fullmatch(r"[0-9a-f]{12}", name):
+        found = reg.search_versions(f"tags.kind = 'subnet' AND tags.arch_id = '{name}'")
+        names = sorted({v.name for v in found})
+        if len(names) == 1:
+            return max(found, key=lambda v: int(v.version))
+        if len(names) > 1:
+            raise MedNNSError(f"arch {name} is registered for several datasets ({', '.join(names)}); "
+                              "name one of them")
+    what = f"{name}" + (f" version {version}" if version else "") + (f" alias @{alias}" if alias else "")
+    raise MedNNSError(f"no registered model {what} in {reg.uri}; see `mednns zoo list`")
+
+
+_supernets: dict[tuple[str, str], tuple] = {}
+
+
+def _supernet_for(tags: dict, repo: str | Path | None):
+    from mednns.checkpoint import load_supernet
+    from registry.artifacts import resolve_file
+
+    md5 = tags["checkpoint_md5"]
+    path = resolve_file(tags["checkpoint"], md5, repo)  # always: a file that is gone here is an error
+    key = (str(path), md5)
+    if key not in _supernets:
+        if len(_supernets) >= 4:
+            _supernets.pop(next(iter(_supernets)))
+        _supernets[key] = load_supernet(path)
+    return _supernets[key]
+
+
+def _recalibrate(net, tags: dict, repo: str | Path | None):
+    """BatchNorm statistics re-estimated exactly as the zoo did before scoring (same seeded train subset)."""
+    import numpy as np
+
+    from mednns.bn import recalibrate_bn
+    from mednns.data import load_prepared, to_tensor
+    from mednns.zoo.scoring import seeded_subset
+
+    if "recalib_images" not in tags:
+        raise MedNNSError(f"{tags.get('key', tags.get('arch_id'))}: registered without recalibration settings; "
+                          "re-run `mednns registry sync`, or load with recalibrate=False")
+    folder = find_repo(repo) / "data" / "prepared" / tags["dataset"]
+    if not folder.is_dir():
+        raise MedNNSError(f"{folder} not found: `dvc pull data/prepared/{tags['dataset']}` to recalibrate, "
+                          "or load with recalibrate=False")
+    images = load_prepared(folder).images("train")
+    idx = seeded_subset(len(images), int(tags["recalib_images"]), np.random.default_rng(int(tags["recalib_seed"])))
+    channels, size = net.stem[0].in_channels, _supernet_for(tags, repo)[0].image_size
+    batch = 256  # the zoo's recalib_batch
+    return recalibrate_bn(net, (to_tensor(images[idx[i:i + batch]], channels=channels, size=size)
+                                for i in range(0, len(idx), batch)))
+
+
+def build_from_tags(tags: dict, repo: str | Path | None = None, recalibrate: bool = False):
+    """The network a registry entry describes: extract(arch) of its supernet, the supernet, or the meta-space.
+
+    With `recalibrate`, a subnet's BatchNorm statistics are re-estimated on its source's train subset as
+    the zoo did before scoring it, so it reproduces the registered val/test scores (needs the source's
+    `data/prepared/<dataset>`); without, it is `extract(arch)` with the statistics the supernet holds.
+    """
+    kind = tags.get("kind")
+    if kind in ("subnet", "champion"):
+        from mednns.space import Arch
+
+        supernet, _ = _supernet_for(tags, repo)
+        net = supernet.extract(Arch.from_json(tags["arch_json"])).eval()
+        return _recalibrate(net, tags, repo) if recalibrate else net
+    if kind == "supernet":
+        import copy
+
+        supernet, _ = _supernet_for(tags, repo)
+        return copy.deepcopy(supernet).eval()
+    if kind == "metaspace":
+        from registry.artifacts import resolve_dir
+
+        try:
+            from mednns.metaspace import MetaSpace
+        except ImportError:
+            raise MedNNSError("mednns.metaspace is not available in this installation") from None
+        return MetaSpace.load(resolve_dir(tags["path"], tags["path_md5"], repo))
+    raise MedNNSError(f"registry entry of unknown kind {kind!r}: not registered by MedNNS")
+
+
+def load_model(name_or_id: str, repo: str | Path | None = None, uri: str | None = None, recalibrate: bool = False):
+    """A registered model as a torch module (timm style): subnets are `Supernet.extract(arch)` of
+    their checkpoint, in eval mode (`recalibrate=True`: with the zoo's BatchNorm recalibration, so
+    they score what their tags say); a supernet name gives the supernet."""
+    v = resolve_version(name_or_id, Registry(uri))
+    return build_from_tags(v.tags, repo, recalibrate)
+
+
+def show(name_or_id: str, uri: str | None = None) -> dict:
+    """Everything the registry knows of one entry: name, version, aliases, tags, other versions."""
+    reg = Registry(uri)
+    v = resolve_version(name_or_id, reg)
+    model = reg.call(reg.client.get_registered_model, v.name)
+    versions = reg.search_versions(f"name = '{v.name}'")
+    return {"name": v.name, "version": int(v.version), "source": v.source, "run_id": v.run_id,
+            "aliases": dict(getattr(model, "aliases", {}) or {}), "tags": dict(v.tags),
+            "model_tags": dict(model.tags), "description": model.description,
+            "versions": sorted(int(x.version) for x in versions)}
