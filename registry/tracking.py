@@ -45,6 +45,8 @@ def configure() -> str:
     uri = tracking_uri()
     check_reachable(uri)
     mlflow.set_tracking_uri(uri)
+    # One store for runs and models: an inherited MLFLOW_REGISTRY_URI must not send models elsewhere.
+    mlflow.set_registry_uri(uri)
     return uri
 
 

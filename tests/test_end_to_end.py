@@ -103,7 +103,8 @@ def test_registry_holds_the_zoo_and_the_selection(project):
     root, _ = project
     import mlflow
 
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     names = {m.name for m in client.search_registered_models(max_results=1000)}
     for name in ZOO:
         assert sum(n.startswith(f"mednns.{name}.") for n in names) >= 6
