@@ -8,7 +8,7 @@ own-only and transfer-probed archs):
 - (a) that per-subnet cost over the bare forward passes it contains (every input the scorer feeds
   the subnet, replayed on an already extracted net): target <= 1.5x;
 - (b) the speed-up over the naive loop (deepcopy the supernet, extract, recalibrate and run full
-  passes from uint8 for each target, no reuse, no channels_last): target >= 5x.
+  passes from uint8 for each target, no reuse, no channels_last; the same outputs): target >= 5x.
 The supernet is `models/supernets/bloodmnist.pt` when present, else a freshly initialised one
 (the speed of a forward pass does not depend on the weights).
 """
@@ -25,7 +25,7 @@ import yaml
 
 from benchmarks.common import print_table
 from mednns.batches import iterate, predict
-from mednns.bn import recalibrate_bn
+from mednns.bn import fold_bn, recalibrate_bn
 from mednns.checkpoint import load_supernet
 from mednns.data import load_dataset
 from mednns.metrics import evaluate_scores
@@ -67,14 +67,20 @@ class _ForwardRecorder:
 
 @torch.inference_mode()
 def _replay(net, inputs: list[tuple[torch.Tensor, bool]]) -> None:
+    """Train-mode inputs (recalibration) through `net`, eval-mode ones through it folded, as the scorer."""
+    folded = fold_bn(net)
     for x, training in inputs:
-        net.train(training)
-        net.forward_features(x)
+        if training:
+            net.train()
+            net.forward_features(x)
+        else:
+            folded.forward_features(x)
     net.eval()
 
 
 def _naive_score(supernet, source, targets, arch, cfg: ZooConfig, device: str) -> None:
-    """What a first attempt does: a fresh copy of everything for every (arch, target) pair."""
+    """What a first attempt does: a fresh copy of everything for every (arch, target) pair, and the
+    same outputs as the scorer (own val and test scores, a transfer probe per target)."""
     spec = source.spec
     kw = {"channels": spec.channels, "size": spec.image_size, "device": device}
     recalib = source.images("train")[: cfg.recalib_images]
@@ -88,9 +94,13 @@ def _naive_score(supernet, source, targets, arch, cfg: ZooConfig, device: str) -
                 for split in ("val", "test"):
                     evaluate_scores(source.labels(split), predict(sub, source.images(split), NAIVE_BATCH, **kw),
                                     spec.task)
-            for split, k in (("train", cfg.probe_train_images), ("val", cfg.probe_val_images)):
-                torch.cat([sub.forward_features(x) for x, _ in
-                           iterate(target.images(split)[:k], None, NAIVE_BATCH, **kw)])
+                continue
+            feats = {split: torch.cat([sub.forward_features(x) for x, _ in
+                                       iterate(target.images(split)[:k], None, NAIVE_BATCH, **kw)]).numpy()
+                     for split, k in (("train", cfg.probe_train_images), ("val", cfg.probe_val_images))}
+            SubnetScorer.fit_probe(feats["train"], target.labels("train")[:cfg.probe_train_images], feats["val"],
+                                   target.labels("val")[:cfg.probe_val_images], target.spec.task,
+                                   target.spec.num_classes)
 
 
 def run(subnets: int = 12, naive_subnets: int = 3, device: str = "cpu") -> tuple[list[dict], dict]:

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mednns.bn import fold_bn
 from mednns.data.tensors import to_tensor
 
 
@@ -27,9 +28,6 @@ def iterate(images: np.ndarray, labels: np.ndarray | None, batch_size: int, *, c
 
 @torch.inference_mode()
 def predict(net: nn.Module, images: np.ndarray, batch_size: int = 512, **kwargs) -> torch.Tensor:
-    """Logits of `net` (in eval mode) for all images, on the CPU."""
-    was_training = net.training
-    net.eval()
-    out = [net(x).float().cpu() for x, _ in iterate(images, None, batch_size, **kwargs)]
-    net.train(was_training)
-    return torch.cat(out)
+    """Logits of `net` (in eval mode) for all images, on the CPU. `net` itself is left as it was."""
+    folded = fold_bn(net)
+    return torch.cat([folded(x).float().cpu() for x, _ in iterate(images, None, batch_size, **kwargs)])

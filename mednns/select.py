@@ -97,12 +97,13 @@ def select(ds: MedDataset, metaspace, supernets: str | Path, *, k: int = 5, budg
     # Ties (common on small val splits) go to the meta-space's ranking.
     best = int(ranked.sort_values(["probe_val_acc", "predicted_score"], ascending=False, kind="stable").index[0])
     net, fmt = nets[best]
-    history = []
+    history, val = [], tried[best]
     if finetune.epochs:
         net = copy.deepcopy(net)  # the candidate's probe state stays as it was scored
         history = train(net, ds, fmt, finetune, device, desc=f"fine-tune {ranked.arch_id[best]}")
+        val = evaluate(net, ds, "val", fmt, device)
     net.eval()
     return Selection(
         dataset=ds.spec.name, candidates=ranked, chosen=ranked.iloc[best], net=net, fmt=fmt, history=history,
-        val=evaluate(net, ds, "val", fmt, device), test=evaluate(net, ds, "test", fmt, device), budget=budget,
-        finetune=finetune, seconds=time.time() - t0)
+        val=val, test=evaluate(net, ds, "test", fmt, device), budget=budget, finetune=finetune,
+        seconds=time.time() - t0)

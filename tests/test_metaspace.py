@@ -337,6 +337,8 @@ def test_dvc_repro_of_the_metaspace_stages_and_their_plots(dvc_project, data_dir
     params["metaspace"] = {**params["metaspace"], **{k: getattr(small_config(steps=20), k) for k in
                            ("dim", "hidden", "heads", "steps", "set_min", "set_max", "rows_per_dataset",
                             "top_models", "query_images")}}
+    # With two datasets, leaving one out leaves no cross-dataset rows: own rows keep a meta-space trainable.
+    params["metaspace"]["own_rows"] = True
     params["evaluate"] = {**params["evaluate"], "logme": False}
     (dvc_project / "params.yaml").write_text(yaml.safe_dump(params))
 
@@ -382,3 +384,19 @@ def test_dvc_repro_of_the_metaspace_stages_and_their_plots(dvc_project, data_dir
     assert specs["plots/metaspace_map.png"]["type"] == "image"
     metrics = _dvc(dvc_project, "metrics", "show", "--json")
     assert "metrics/evaluate.json" in metrics.stdout
+
+
+def test_training_rows_are_cross_dataset_unless_own_rows_are_asked_for():
+    from mednns.metaspace.train import pair_table
+
+    zoo = toy_zoo(NAMES[:3], n_archs=4)
+    cross = pair_table(zoo, NAMES[:3], top_models=2)
+    assert len(cross.candidates) == 12  # every model is a candidate, own rows or not
+    sources = cross.candidates.source_dataset.to_numpy()[cross.model]
+    assert len(cross.y) == 3 * 2 * 4 and (sources != np.array(cross.datasets)[cross.target]).all()
+    both = pair_table(zoo, NAMES[:3], top_models=2, own_rows=True)
+    own = both.candidates.source_dataset.to_numpy()[both.model] == np.array(both.datasets)[both.target]
+    assert own.sum() == 12 and np.allclose(both.raw[own], 0.8)  # an own row is scored by its val_acc
+    only_own = zoo[zoo.source_dataset == zoo.target_dataset]
+    with pytest.raises(MedNNSError, match="transfer_per_dataset"):
+        pair_table(only_own, NAMES[:3], top_models=2)

@@ -36,3 +36,19 @@ def test_auc_skips_a_class_absent_from_the_labels():
     score = np.array([[.6, .3, .1], [.2, .7, .1], [.1, .8, .1], [.5, .4, .1]])
     # class 2 never occurs; class 0: pos .6 .2 vs neg .1 .5 -> 3/4; class 1: pos .8 .4 vs .3 .7 -> 3/4
     assert auc(y, score, Task.MULTI_CLASS) == pytest.approx(0.75)
+
+
+def test_auc_equals_sklearn_with_ties_and_absent_classes():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, size=(200, 1))
+    y[y == 3] = 2  # class 3 absent
+    score = np.round(rng.random((200, 4)), 1)  # coarse scores: many ties
+    expected = np.mean([roc_auc_score(y[:, 0] == c, score[:, c]) for c in range(3)])
+    assert auc(y, score, Task.MULTI_CLASS) == pytest.approx(expected, abs=1e-12)
+    labels = rng.integers(0, 2, size=(200, 3))
+    expected = np.mean([roc_auc_score(labels[:, c], score[:, c]) for c in range(3)])
+    assert auc(labels, score[:, :3], Task.MULTI_LABEL) == pytest.approx(expected, abs=1e-12)
+    assert auc(y.clip(0, 1), score[:, :2], Task.BINARY) == pytest.approx(
+        roc_auc_score(y.clip(0, 1)[:, 0], score[:, 1]), abs=1e-12)

@@ -221,11 +221,17 @@ def leave_one_out(zoo: pd.DataFrame, features: dict[str, DatasetFeatures], ms_cf
     rows = []
     for d, cands in candidates.items():
         actual = cands[SCORE].to_numpy(np.float64)
-        ms, _ = train_metaspace(zoo, features, ms_cfg, feature_cfg, exclude=[d], progress=progress)
-        ranked = ms.rank(features[d])
-        pred = cands.merge(ranked[["source_dataset", "arch_id", "predicted_score"]], how="left",
-                           on=["source_dataset", "arch_id"]).predicted_score.fillna(-1e9).to_numpy()
-        results = {"metaspace": judge(pred, actual, cfg.top_k)}
+        results = {}
+        rest = zoo[(zoo.source_dataset != d) & (zoo.target_dataset != d)]
+        if ms_cfg.own_rows or (rest[SCORE].notna() & (rest.source_dataset != rest.target_dataset)).any():
+            ms, _ = train_metaspace(zoo, features, ms_cfg, feature_cfg, exclude=[d], progress=progress)
+            ranked = ms.rank(features[d])
+            pred = cands.merge(ranked[["source_dataset", "arch_id", "predicted_score"]], how="left",
+                               on=["source_dataset", "arch_id"]).predicted_score.fillna(-1e9).to_numpy()
+            results["metaspace"] = judge(pred, actual, cfg.top_k)
+        else:
+            log.warning("%s: without it no dataset has transfer rows from another source, so no meta-space can "
+                        "be trained; only the baselines are reported", d)
         if d in logme_by_dataset:
             results["logme"] = judge(logme_by_dataset[d], actual, cfg.top_k)
         fid = {s: frechet_distance(features[d].mean, features[d].cov, features[s].mean, features[s].cov)
@@ -235,8 +241,10 @@ def leave_one_out(zoo: pd.DataFrame, features: dict[str, DatasetFeatures], ms_cf
         results["oracle"] = judge(actual, actual, cfg.top_k)
         for method, r in results.items():
             rows.append({"dataset": d, "method": method, "candidates": len(cands), **r})
-        log.info("%s: meta-space top-1 regret %.4f (random %.4f), tau %.3f", d, results["metaspace"]["top1_regret"],
-                 results["random"]["top1_regret"], results["metaspace"]["kendall_tau"])
+        if "metaspace" in results:
+            log.info("%s: meta-space top-1 regret %.4f (random %.4f), tau %.3f", d,
+                     results["metaspace"]["top1_regret"], results["random"]["top1_regret"],
+                     results["metaspace"]["kendall_tau"])
     if not rows:
         raise MedNNSError("no dataset has transfer rows from at least one other source: nothing to evaluate")
     return pd.DataFrame(rows)

@@ -10,9 +10,9 @@
 | embedding | functional embedding: mean and std of the subnet's pooled features on a fixed, seeded probe input (TANS-style), list of float32 |
 | params | parameters of the static subnet |
 | macs | multiply-accumulates of one forward pass at batch 1 (torch.utils.flop_counter, FLOPs / 2) |
-| latency_ms | median CPU latency at batch 1 of the static subnet, on the build machine |
+| latency_ms | median CPU latency at batch 1 of the static subnet (BatchNorm folded), on the build machine |
 | val_acc, val_auc, test_acc, test_auc | the subnet's own head on the source's val / test split (MedMNIST definitions); NaN on rows of other targets |
-| transfer_acc, transfer_auc | transfer probe: frozen features, logistic-regression head fit on a seeded subset of the target's train split, scored on a seeded subset of its val split. The meta-space learns from `transfer_acc` (train and val only) |
+| transfer_acc, transfer_auc | transfer probe: frozen features, logistic-regression head fit on a seeded subset of the target's train split, scored on a seeded subset of its val split; NaN on the own row (it has val_acc). The meta-space learns from `transfer_acc` (train and val only) |
 | recalib_images, recalib_seed | BatchNorm recalibration settings (train subset of the source) |
 | eval_images | images scored per own split (a seeded subset when capped) |
 """
