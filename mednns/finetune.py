@@ -52,15 +52,20 @@ class FinetuneConfig:
     seed: int = 0
 
 
+def _eval_batch(device) -> int:
+    # On 2 CPU cores a batch of 64 keeps the activations in cache and runs ~1.3x faster than 512.
+    return 64 if torch.device(device).type == "cpu" else 512
+
+
 def _kw(fmt: InputFormat, device) -> dict:
     return {"channels": fmt.channels, "size": fmt.size, "device": device, "channels_last": fmt.channels_last}
 
 
 @torch.inference_mode()
-def features(net: nn.Module, images: np.ndarray, fmt: InputFormat, device="cpu", batch: int = 512) -> np.ndarray:
+def features(net: nn.Module, images: np.ndarray, fmt: InputFormat, device="cpu") -> np.ndarray:
     folded = fold_bn(net)
     return torch.cat([folded.forward_features(x).float().cpu()
-                      for x, _ in iterate(images, None, batch, **_kw(fmt, device))]).numpy()
+                      for x, _ in iterate(images, None, _eval_batch(device), **_kw(fmt, device))]).numpy()
 
 
 def fit_head(net: nn.Module, ds: MedDataset, fmt: InputFormat, cfg: FinetuneConfig, device="cpu") -> nn.Module:
@@ -75,7 +80,8 @@ def fit_head(net: nn.Module, ds: MedDataset, fmt: InputFormat, cfg: FinetuneConf
     n = ds.spec.splits["train"]
     idx = np.sort(rng.choice(n, min(n, cfg.head_images), replace=False))
     images = ds.images("train")[idx]
-    recalibrate_bn(net, (x for x, _ in iterate(images[:cfg.recalib_images], None, 256, **_kw(fmt, device))))
+    recalibrate_bn(net, (x for x, _ in iterate(images[:cfg.recalib_images], None, _eval_batch(device),
+                                               **_kw(fmt, device))))
     feats = features(net, images, fmt, device)
     # Strongly regularised, with floored feature scales: a head that starts with moderate logits
     # fine-tunes smoothly (and exports within 1e-4 of PyTorch); a sharp one saturates the softmax.
@@ -86,7 +92,7 @@ def fit_head(net: nn.Module, ds: MedDataset, fmt: InputFormat, cfg: FinetuneConf
 
 
 def evaluate(net: nn.Module, ds: MedDataset, split: str, fmt: InputFormat, device="cpu") -> dict[str, float]:
-    logits = predict(net, ds.images(split), 512, **_kw(fmt, device))
+    logits = predict(net, ds.images(split), _eval_batch(device), **_kw(fmt, device))
     return evaluate_scores(ds.labels(split), logits, ds.spec.task)
 
 
