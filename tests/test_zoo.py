@@ -97,9 +97,9 @@ def test_folded_batchnorm_gives_the_same_outputs_with_no_batchnorm_left(trained)
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()) > 5  # the original is untouched
     x = to_tensor(source.images("val"))
     with torch.no_grad():
-        torch.testing.assert_close(folded(x), net(x), rtol=1e-4, atol=1e-4)
-        logits = folded(x)
-    assert np.array_equal(logits.argmax(1).numpy(), net(x).argmax(1).numpy())
+        got, want = folded(x), net(x)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    assert torch.equal(got.argmax(1), want.argmax(1))
 
 
 def test_zoo_table_follows_the_schema(trained, tmp_path):
