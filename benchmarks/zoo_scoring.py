@@ -162,8 +162,8 @@ def run(subnets: int = 10, naive_subnets: int = 0, device: str = "cpu") -> tuple
          "speed-up vs naive": 1.0},
     ]
     kinds = []
-    for kind, is_kind in (("probed on every other dataset", bool), ("own dataset only", lambda t: not t)):
-        idx = [i for i, (_, t) in enumerate(naive_plan) if is_kind(t)]
+    for kind, probed in (("probed on every other dataset", True), ("own dataset only", False)):
+        idx = [i for i, (_, t) in enumerate(naive_plan) if bool(t) == probed]
         if idx:
             fast_k, naive_k = sum(per_subnet[i] for i in idx), sum(naive_each[i] for i in idx)
             kinds.append({"subnets": f"{kind} ({len(idx)})", "scorer s/subnet": fast_k / len(idx),
