@@ -31,32 +31,16 @@ from benchmarks.common import print_table
 
 
 def make_zoo(root: Path, n: int, dataset: str = "bench") -> tuple[Path, Path]:
-    from mednns.checkpoint import save_supernet
     from mednns.data.spec import DatasetSpec
-    from mednns.space import SearchSpace
-    from mednns.supernet import Supernet
-    from mednns.zoo.sampling import sample_unique
-    from mednns.zoo.schema import COLUMNS
+    from mednns.nn.space import SearchSpace
+    from tests.synthetic import random_supernet, synthetic_zoo
 
-    torch.manual_seed(0)
-    space = SearchSpace()
-    net = Supernet(space, in_channels=1, num_classes=4)
     spec = DatasetSpec.from_dict({"name": dataset, "task": "multi-class", "channels": 1, "num_classes": 4,
                                   "image_size": 28, "splits": {"train": 1, "val": 1, "test": 1},
                                   "label_names": ["a", "b", "c", "d"], "source": "synthetic"})
-    ckpt = root / "models" / "supernets" / f"{dataset}.pt"
-    save_supernet(ckpt, net, spec, {"final": {"val_acc": 0.5}})
-    rng = np.random.default_rng(0)
-    archs = sample_unique(space, n, seed=0)
-    rows = [dict(source_dataset=dataset, target_dataset=dataset, arch_id=a.arch_id, arch_json=a.to_json(),
-                 encoding=[0.0], embedding=[0.0], params=int(rng.integers(1e5, 1e6)),
-                 macs=int(rng.integers(1e6, 1e7)), latency_ms=float(rng.random()), val_acc=float(rng.random()),
-                 val_auc=float(rng.random()), test_acc=float(rng.random()), test_auc=float(rng.random()),
-                 transfer_acc=np.nan, transfer_auc=np.nan, recalib_images=64, recalib_seed=0, eval_images=64)
-            for a in archs]
+    ckpt = random_supernet(root / "models" / "supernets" / f"{dataset}.pt", spec, SearchSpace())
     zoo = root / "zoo" / f"{dataset}.parquet"
-    zoo.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows, columns=list(COLUMNS)).to_parquet(zoo, index=False)
+    synthetic_zoo(ckpt, n, zoo, loadable=False)
     (root / "dvc.yaml").write_text("stages: {}\n")
     return zoo, ckpt
 
@@ -75,7 +59,7 @@ def run(n: int, naive: int, workers: int, compare: bool, server_workers: int) ->
     from registry.client import Registry
     from registry.lookup import list_models, resolve_version
     from registry.models import ZooRegistrar, subnet_name
-    from registry.server import MlflowServer
+    from tests.servers import MlflowServer
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

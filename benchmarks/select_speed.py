@@ -25,10 +25,11 @@ import torch
 
 from benchmarks.common import print_table, time_interleaved
 from mednns.data import load_dataset
-from mednns.export import RawImageModel, onnx_session, npz_layout
-from mednns.finetune import FinetuneConfig
+from mednns.selector.export import RawImageModel, onnx_session, npz_layout
+from mednns.selector.finetune import FinetuneConfig
+from mednns.zoo import SubnetStore
 from mednns.metaspace import MetaSpace
-from mednns.select import select
+from mednns.selector.selection import select
 
 
 def command_seconds(dataset: str, out: Path) -> float:
@@ -42,8 +43,9 @@ def command_seconds(dataset: str, out: Path) -> float:
 
 def latency_rows(dataset: str, onnx_path: Path) -> list[dict]:
     ds = load_dataset(dataset, download=False)
-    sel = select(ds, MetaSpace.load("models/metaspace"), "models/supernets", finetune=FinetuneConfig(epochs=0))
-    eager = RawImageModel(sel.net.eval(), sel.fmt.channels, sel.fmt.size).eval()
+    sel = select(ds, MetaSpace.load("models/metaspace"), SubnetStore("models/supernets"),
+                 finetune=FinetuneConfig(epochs=0))
+    eager = RawImageModel(sel.net.eval(), sel.net.cfg.in_channels, sel.net.cfg.image_size).eval()
     session = onnx_session(onnx_path)
     images = npz_layout(ds.images("test"))
     rows = []

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from benchmarks.common import print_table, time_interleaved
-from mednns.space import SearchSpace
-from mednns.supernet import Supernet
+from mednns.nn.space import SearchSpace
+from mednns.nn.supernet import Supernet
 
 
 def run(device: str = "cpu", batch: int = 128, rounds: int = 8) -> list[dict]:

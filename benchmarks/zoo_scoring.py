@@ -26,12 +26,13 @@ import torch
 import yaml
 
 from benchmarks.common import print_table
-from mednns.batches import iterate, predict
-from mednns.bn import fold_bn, recalibrate_bn
-from mednns.checkpoint import load_supernet
+from mednns.utils.config import from_section
+from mednns.train.batches import iterate, predict
+from mednns.nn.bn import fold_bn, recalibrate_bn
+from mednns.nn.checkpoint import load_supernet
 from mednns.data import load_dataset
-from mednns.metrics import evaluate_scores
-from mednns.supernet import Supernet
+from mednns.train.metrics import evaluate_scores
+from mednns.nn.supernet import Supernet
 from mednns.zoo.build import ZooConfig, transfer_subset
 from mednns.zoo.sampling import sample_unique
 from mednns.zoo.scoring import SubnetScorer
@@ -44,7 +45,7 @@ def _supernet(spec, device: str) -> tuple[Supernet, str]:
     path = Path(f"models/supernets/{SOURCE}.pt")
     if path.is_file():
         return load_supernet(path, device=device)[0], str(path)
-    from mednns.space import SearchSpace
+    from mednns.nn.space import SearchSpace
 
     torch.manual_seed(0)
     net = Supernet(SearchSpace(), spec.channels, spec.num_classes, spec.image_size).to(device).eval()
@@ -116,7 +117,7 @@ def _naive_score(supernet, source, targets, arch, cfg: ZooConfig, device: str) -
 
 def run(subnets: int = 10, naive_subnets: int = 0, device: str = "cpu") -> tuple[list[dict], dict]:
     params = yaml.safe_load(Path("params.yaml").read_text())
-    cfg = ZooConfig.from_params(params["zoo"])
+    cfg = from_section(ZooConfig, params["zoo"], "zoo")
     source = load_dataset(SOURCE, download=False)
     targets = [load_dataset(n, download=False) for n in params["datasets"] if n != SOURCE]
     supernet, origin = _supernet(source.spec, device)

@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from mednns.errors import MedNNSError
+from mednns.utils.errors import MedNNSError
 
 console = Console()
 
@@ -28,7 +28,7 @@ class _Group(click.Group):
 @click.option("--log-level", default="INFO", show_default=True, help="Logging level.")
 def cli(log_level: str) -> None:
     """MedNNS: pick the architecture and pretrained weights for a new medical-imaging dataset."""
-    from mednns.logs import setup_logging
+    from mednns.utils.logs import setup_logging
 
     setup_logging(log_level)
 
@@ -105,7 +105,7 @@ def data_prepare(dataset: str, out_dir: str | None, size: str, no_download: bool
 @click.option("--max-params", type=int, help="Budget: parameters.")
 @click.option("--max-macs", type=int, help="Budget: multiply-accumulates at batch 1.")
 @click.option("--max-latency-ms", type=float, help="Budget: CPU latency at batch 1 (zoo measurement).")
-@click.option("--finetune-epochs", default=3, show_default=True, help="Epochs for the chosen model (0: head fit only).")
+@click.option("--finetune-epochs", type=int, help="Epochs for the chosen model (0: head fit only) [params.yaml finetune.epochs].")
 @click.option("--probe-epochs", default=0, show_default=True, help="Training epochs for each candidate before the pick.")
 @click.option("--export", "export_path", type=click.Path(dir_okay=False), help="Write the chosen model as ONNX here.")
 @click.option("--card", "card_path", type=click.Path(dir_okay=False), help="Model card [<export>.md].")
@@ -124,15 +124,18 @@ def select_cmd(dataset, k, max_params, max_macs, max_latency_ms, finetune_epochs
     """Pick, fine-tune and export the zoo model for DATASET (an .npz path or a MedMNIST name)."""
     from pathlib import Path
 
+    from dataclasses import replace
+
     from mednns.data import load_dataset
-    from mednns.finetune import FinetuneConfig
     from mednns.metaspace import MetaSpace
-    from mednns.select import select
+    from mednns.selector import FinetuneConfig, select
+    from mednns.zoo import SubnetStore
 
     ds = load_dataset(dataset, size=int(size), task=task, num_classes=num_classes)
     budget = {"max_params": max_params, "max_macs": max_macs, "max_latency_ms": max_latency_ms}
-    sel = select(ds, MetaSpace.load(metaspace), supernets, k=k, budget=budget,
-                 finetune=FinetuneConfig(epochs=finetune_epochs), probe_epochs=probe_epochs, device=device)
+    finetune = FinetuneConfig() if finetune_epochs is None else replace(FinetuneConfig(), epochs=finetune_epochs)
+    sel = select(ds, MetaSpace.load(metaspace), SubnetStore(supernets, device), k=k, budget=budget,
+                 finetune=finetune, probe_epochs=probe_epochs, device=device)
     table = Table("rank", "source", "arch_id", "predicted", "probe val acc", "params", "MACs", "ms",
                   title=f"{ds.spec.name}: candidates (chosen in bold)")
     for i, row in enumerate(sel.candidates.itertuples()):
@@ -149,7 +152,7 @@ def select_cmd(dataset, k, max_params, max_macs, max_latency_ms, finetune_epochs
 
 
 def _export_selection(sel, ds, export_path, card_path, register: bool) -> None:
-    from mednns.deliver import deliver
+    from mednns.selector import deliver
 
     name = None
     if register:
@@ -285,8 +288,8 @@ def export_cmd(model: str, output: str, data_name: str | None) -> None:
     from pathlib import Path
 
     from mednns.data import load_dataset, load_prepared
-    from mednns.errors import MedNNSError
-    from mednns.export import export_onnx
+    from mednns.utils.errors import MedNNSError
+    from mednns.selector import export_onnx
     from registry.lookup import build_from_tags, resolve_version
 
     tags = resolve_version(model).tags
@@ -301,11 +304,8 @@ def export_cmd(model: str, output: str, data_name: str | None) -> None:
     else:
         raise MedNNSError(f"{prepared} not found: run `dvc pull {prepared}`, or give --data with val images "
                           "of the subnet's dataset to verify the export")
-    # The zoo scored the subnet after BatchNorm recalibration on its source's train subset: so is the export.
-    net = build_from_tags(tags, recalibrate=prepared.is_dir())
-    report = export_onnx(net, ds.spec, output, ds.images("val"), channels=net.stem[0].in_channels,
-                         size=ds.spec.image_size, extra_metadata={"registered_model": model,
-                                                                  "arch_id": tags["arch_id"]})
+    net = build_from_tags(tags)  # the network the zoo scored: its recalibrated BatchNorm statistics
+    report = export_onnx(net, ds.spec, output, ds.images("val"), extra_metadata={"registered_model": model})
     console.print(f"wrote {output}: {tags['dataset']} subnet {tags['arch_id']}, opset {report.opset}, "
                   f"max |onnx - torch| {report.max_abs_diff:.1e} on {report.images_checked} val images")
 

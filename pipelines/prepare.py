@@ -1,15 +1,18 @@
-"""Stage `prepare@<dataset>` (and `prepare_holdout`): validate a dataset and write its prepared copy
-to data/prepared/<dataset>/ (or the folder given second)."""
+"""Stage `prepare@<dataset>` (and `prepare_holdout`): validate a dataset, write its prepared copy."""
 
-from mednns.data import prepare
-from pipelines.stage import params, run
+import argparse
+
+from mednns.data import PrepareConfig, prepare
+from pipelines.stage import config, run
 
 
 def main(argv: list[str]) -> None:
-    dataset, *out = argv
-    p = params("prepare")
-    prepare(dataset, out[0] if out else f"data/prepared/{dataset}", size=int(p.get("size", 28)),
-            download=bool(p.get("download", True)))
+    parser = argparse.ArgumentParser(prog="prepare")
+    parser.add_argument("dataset", help="MedMNIST name, or a name / npz path under MEDNNS_DATA_DIR")
+    parser.add_argument("out", help="output folder (data.npz + manifest.json)")
+    args = parser.parse_args(argv)
+    cfg = config("prepare", PrepareConfig)
+    prepare(args.dataset, args.out, size=cfg.size, download=cfg.download)
 
 
 if __name__ == "__main__":

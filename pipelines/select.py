@@ -1,27 +1,35 @@
 """Stage `select`: the selector on the dataset held out of the zoo: ONNX file, model card, registry entry."""
 
+import argparse
+from pathlib import Path
+
 from mednns.data import load_prepared
-from mednns.deliver import deliver
-from mednns.finetune import FinetuneConfig
-from mednns.io import write_json
 from mednns.metaspace import MetaSpace
-from mednns.select import select
-from pipelines.stage import params, run
+from mednns.selector import FinetuneConfig, SelectConfig, deliver, select
+from mednns.utils.io import write_json
+from mednns.zoo import SubnetStore
+from pipelines.stage import config, run
 from registry.selected import register_selection, selected_model_name
 
 
 def main(argv: list[str]) -> None:
-    p = params("select")
-    name = p["dataset"]
-    ds = load_prepared(f"data/holdout/{name}")
-    sel = select(ds, MetaSpace.load("models/metaspace"), "models/supernets", k=int(p["k"]),
-                 budget=p.get("budget") or {}, finetune=FinetuneConfig(epochs=int(p["finetune_epochs"])),
-                 probe_epochs=int(p.get("probe_epochs", 0)), device=p.get("device", "cpu"))
-    out = deliver(sel, ds, f"selection/{name}.onnx", registered_as=selected_model_name(name))
+    parser = argparse.ArgumentParser(prog="select")
+    parser.add_argument("data", help="prepared folder of the dataset to select for")
+    parser.add_argument("--metaspace", required=True)
+    parser.add_argument("--supernets", required=True)
+    parser.add_argument("--out", required=True, help="folder for <dataset>.onnx and its model card")
+    parser.add_argument("--metrics", required=True)
+    args = parser.parse_args(argv)
+    cfg, finetune = config("select", SelectConfig), config("finetune", FinetuneConfig)
+    ds = load_prepared(args.data)
+    name = ds.spec.name
+    sel = select(ds, MetaSpace.load(args.metaspace), SubnetStore(args.supernets, cfg.device), k=cfg.k,
+                 budget=cfg.budget, finetune=finetune, probe_epochs=cfg.probe_epochs, device=cfg.device)
+    out = deliver(sel, ds, Path(args.out) / f"{name}.onnx", registered_as=selected_model_name(name))
     uri = register_selection(sel, ds, out)
-    write_json("metrics/select.json", {
-        "dataset": name, "source_supernet": sel.chosen.source_dataset, "arch_id": sel.chosen.arch_id,
-        "arch_json": sel.chosen.arch_json, "val_acc": sel.val["acc"], "test_acc": sel.test["acc"],
+    write_json(args.metrics, {
+        "dataset": name, "source_supernet": sel.net.cfg.source, "arch_id": sel.net.cfg.arch_id,
+        "arch_json": sel.net.cfg.arch, "val_acc": sel.val["acc"], "test_acc": sel.test["acc"],
         "test_auc": sel.test["auc"], "onnx_test_acc": out.onnx_test["acc"], "seconds": round(sel.seconds, 1),
         "registered": uri})
 

@@ -1,53 +1,54 @@
-"""Stage `train_metaspace`: the meta-space from zoo/*.parquet and features/*.npz, tracked in MLflow.
+"""Stage `train_metaspace`: the meta-space from the zoo tables and dataset features, tracked in MLflow;
+the model folder, its metrics, the loss curves and the 2-D map."""
 
-Writes models/metaspace/, metrics/metaspace.json, plots/metaspace_loss.csv and the 2-D map
-(plots/metaspace_map.csv, plots/metaspace_map.png).
-"""
-
-import hashlib
-import json
+import argparse
 import time
+from dataclasses import asdict
+from pathlib import Path
 
 import mlflow
-from mlflow.entities import Metric
 
-from mednns.io import atomic_path, sha256_file, write_json
 from mednns.metaspace import DatasetFeatures, FeatureConfig, MetaSpaceConfig, train_metaspace
 from mednns.metaspace.mapping import metaspace_map, write_map
+from mednns.metaspace.train import LOSSES
+from mednns.utils.io import atomic_path, write_json
 from mednns.zoo import read_zoo
-from pipelines.stage import params, run
-from registry.tracking import tracked_run
+from pipelines.stage import config, datasets, run
+from registry.tracking import log_curves, run_key, tracked_run
 
 
 def main(argv: list[str]) -> None:
-    datasets = list(params("datasets"))
-    p, fp = params("metaspace"), params("features")
-    cfg, feature_cfg = MetaSpaceConfig.from_params(p), FeatureConfig.from_params(fp)
-    zoo_files = [f"zoo/{d}.parquet" for d in datasets]
+    parser = argparse.ArgumentParser(prog="train_metaspace")
+    parser.add_argument("--zoo", required=True, help="folder of zoo tables")
+    parser.add_argument("--features", required=True, help="folder of dataset features")
+    parser.add_argument("--out", required=True, help="meta-space folder")
+    parser.add_argument("--metrics", required=True)
+    parser.add_argument("--plots", required=True, help="folder for metaspace_loss.csv and metaspace_map.{csv,png}")
+    args = parser.parse_args(argv)
+    names = datasets()
+    cfg, feature_cfg = config("metaspace", MetaSpaceConfig), config("features", FeatureConfig)
+    zoo_files = [Path(args.zoo) / f"{d}.parquet" for d in names]
+    feature_files = [Path(args.features) / f"{d}.npz" for d in names]
     zoo = read_zoo(zoo_files)
-    features = {d: DatasetFeatures.load(f"features/{d}.npz") for d in datasets}
-    inputs = {f: sha256_file(f) for f in [*zoo_files, *(f"features/{d}.npz" for d in datasets)]}
-    key = "train_metaspace:" + hashlib.sha1(json.dumps({"p": p, "f": fp, "in": inputs}, sort_keys=True)
-                                            .encode()).hexdigest()[:12]
-    with tracked_run("metaspace", key, {"metaspace": p, "features": fp, "datasets": ",".join(datasets)},
+    features = {d: DatasetFeatures.load(f) for d, f in zip(names, feature_files)}
+    key = run_key("train_metaspace", settings={"metaspace": asdict(cfg), "features": asdict(feature_cfg)},
+                  files=[*zoo_files, *feature_files])
+    with tracked_run("metaspace", key, {"metaspace": asdict(cfg), "features": asdict(feature_cfg),
+                                        "datasets": ",".join(names)},
                      tags={"stage": "train_metaspace"}, run_name="metaspace") as active:
         t0 = time.time()
         ms, history = train_metaspace(zoo, features, cfg, feature_cfg)
-        now = int(time.time() * 1000)
-        curves = [Metric(f"loss_{k}" if k != "lr" else k, float(v), now, int(r.step))
-                  for r in history.itertuples() for k, v in r._asdict().items() if k not in ("Index", "step")]
-        client = mlflow.tracking.MlflowClient()
-        for i in range(0, len(curves), 1000):  # one request per 1000 points instead of one per point
-            client.log_batch(active.info.run_id, metrics=curves[i:i + 1000])
+        log_curves(active.info.run_id, history.rename(columns={c: f"loss_{c}" for c in ("total", *LOSSES)}))
         metrics = {**ms.config["metrics"], "candidates": len(ms.candidates), "seconds": round(time.time() - t0, 1)}
         mlflow.log_metrics({k: v for k, v in metrics.items() if v is not None})
-        ms.save("models/metaspace")
-        mlflow.log_artifact("models/metaspace/config.json")
-        mlflow.set_tag("metaspace", "models/metaspace")
-    write_json("metrics/metaspace.json", metrics)
-    with atomic_path("plots/metaspace_loss.csv") as tmp:
+        ms.save(args.out)
+        mlflow.log_artifact(str(Path(args.out) / "config.json"))
+        mlflow.set_tag("metaspace", args.out)
+    write_json(args.metrics, metrics)
+    plots = Path(args.plots)
+    with atomic_path(plots / "metaspace_loss.csv") as tmp:
         history.to_csv(tmp, index=False, float_format="%.5f")
-    write_map(metaspace_map(ms, features, zoo), "plots/metaspace_map.csv", "plots/metaspace_map.png")
+    write_map(metaspace_map(ms, features, zoo), plots / "metaspace_map.csv", plots / "metaspace_map.png")
 
 
 if __name__ == "__main__":

@@ -1,40 +1,38 @@
-"""Stage `train_supernet@<dataset>`: train one supernet, tracked in MLflow, checkpoint + metrics."""
+"""Stage `train_supernet@<dataset>`: train one supernet, tracked in MLflow; checkpoint + metrics."""
 
 import argparse
-import hashlib
-import json
+from dataclasses import asdict, replace
 
 import mlflow
 
 from mednns.data import load_prepared
-from mednns.io import write_json
-from mednns.supernet_train import SupernetConfig, SupernetTrainer
-from pipelines.stage import params, run
-from registry.tracking import tracked_run
+from mednns.train.supernet import SupernetConfig, SupernetTrainer
+from mednns.utils.io import write_json
+from pipelines.stage import config, run
+from registry.tracking import run_key, tracked_run
 
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="train_supernet")
-    parser.add_argument("dataset")
+    parser.add_argument("data", help="prepared dataset folder")
+    parser.add_argument("checkpoint", help="output checkpoint (.pt)")
+    parser.add_argument("metrics", help="output metrics (.json)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: params supernet.device)")
     args = parser.parse_args(argv)
-    p = dict(params("supernet"))
-    device = args.device or p.pop("device", "cpu")
-    cfg = SupernetConfig.from_params(p)
-    ds = load_prepared(f"data/prepared/{args.dataset}")
-    ckpt = f"models/supernets/{args.dataset}.pt"
-    settings = json.dumps({"cfg": p, "data": ds.spec.to_dict()}, sort_keys=True)
-    key = f"train_supernet:{args.dataset}:{hashlib.sha1(settings.encode()).hexdigest()[:12]}"
-    with tracked_run("supernets", key, {"dataset": args.dataset, "device": device, **p},
-                     tags={"dataset": args.dataset, "stage": "train_supernet"},
-                     run_name=f"supernet-{args.dataset}"):
-        trainer = SupernetTrainer(ds, cfg, device=device)
-        summary = trainer.fit(ckpt, on_epoch=lambda epoch, m: mlflow.log_metrics(m, step=epoch + 1))
+    cfg = config("supernet", SupernetConfig)
+    cfg = replace(cfg, device=args.device or cfg.device)
+    ds = load_prepared(args.data)
+    name = ds.spec.name
+    settings = {k: v for k, v in asdict(cfg).items() if k != "device"}
+    with tracked_run("supernets", run_key("train_supernet", name, settings={"cfg": settings, "data": ds.spec.to_dict()}),
+                     {"dataset": name, **asdict(cfg)}, tags={"dataset": name, "stage": "train_supernet"},
+                     run_name=f"supernet-{name}"):
+        summary = SupernetTrainer(ds, cfg).fit(args.checkpoint,
+                                               on_epoch=lambda epoch, m: mlflow.log_metrics(m, step=epoch + 1))
         mlflow.log_metrics({f"final_{k}": v for k, v in summary["final"].items()})
         mlflow.log_metric("train_seconds", summary["train_seconds"])
-        mlflow.set_tag("checkpoint", ckpt)
-    write_json(f"metrics/supernet/{args.dataset}.json",
-               {**summary["final"], "train_seconds": round(summary["train_seconds"], 1)})
+        mlflow.set_tag("checkpoint", args.checkpoint)
+    write_json(args.metrics, {**summary["final"], "train_seconds": round(summary["train_seconds"], 1)})
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from mednns.errors import MedNNSError
+from mednns import MedNNSError
 
 _md5_cache: dict[tuple[str, int, int], str] = {}
 

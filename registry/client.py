@@ -6,7 +6,7 @@ import logging
 import time
 from typing import Any, Callable
 
-from mednns.errors import MedNNSError
+from mednns import MedNNSError
 from registry.tracking import check_reachable, tracking_uri
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ One artifact per supernet checkpoint (or meta-space) is shared by many model ver
 know which subnet it is; loaded by run URI it gives the supernet (or the meta-space).
 
 Predict input: images as a numpy array, either float (N, C, H, W) already normalised, or uint8
-(N, H, W[, C]) MedMNIST layout (normalised like training). Output: logits (N, classes) as numpy.
+(N, H, W[, C]) MedMNIST layout (converted to the network's channels and resolution and normalised, as its `cfg` says). Output: logits (N, classes) as numpy.
 The meta-space takes uint8 images (or an npz path, or a DataFrame with a `path` column) and returns
 its ranked candidates as a DataFrame; params: k, max_params, max_macs, max_latency_ms.
 """
@@ -41,15 +41,14 @@ class MedNNSPyfunc:
         if isinstance(model_input, pd.DataFrame):
             model_input = model_input.to_numpy()
         x = np.asarray(model_input)
-        if x.dtype == np.uint8:
-            from mednns.data.tensors import to_tensor
+        if x.dtype == np.uint8:  # as the npz stores them: fed as the network's config says, like the zoo did
+            from mednns import predict
 
-            first = next(m for m in self.module.modules() if isinstance(m, torch.nn.Conv2d))
-            t = to_tensor(x, channels=first.in_channels)
-        else:
-            t = torch.as_tensor(x, dtype=torch.float32)
+            cfg = self.module.cfg
+            return predict(self.module, x, channels=cfg.in_channels, size=cfg.image_size,
+                           channels_last=True).numpy()
         with torch.no_grad():
-            return self.module(t).numpy()
+            return self.module(torch.as_tensor(x, dtype=torch.float32)).numpy()
 
 
 def _registered_tags(model_dir: Path) -> dict:

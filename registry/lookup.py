@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mednns.errors import MedNNSError
+from mednns import MedNNSError
 from registry.artifacts import find_repo
 from registry.client import NOT_FOUND, Registry
 from registry.models import BROWSE_COLUMNS, CHAMPION, METASPACE, PREFIX, _check_dataset
@@ -114,82 +114,75 @@ def resolve_version(name_or_id: str, reg: Registry | None = None):
     raise MedNNSError(f"no registered model {what} in {reg.uri}; see `mednns zoo list`")
 
 
-_supernets: dict[tuple[str, str], tuple] = {}
+class _Files:
+    """Registered files found by content hash (workspace or DVC cache), each loaded once: one
+    `SubnetStore` keyed by checkpoint md5, and the zoos' BatchNorm statistics by md5."""
+
+    def __init__(self):
+        from mednns import SubnetStore
+
+        self.paths: dict[str, Path] = {}
+        self.store = SubnetStore(lambda md5: self.paths[md5])
+        self.bn: dict[str, object] = {}
+
+    def checkpoint(self, tags: dict, repo) -> str:
+        from registry.artifacts import resolve_file
+
+        md5 = tags["checkpoint_md5"]
+        self.paths[md5] = resolve_file(tags["checkpoint"], md5, repo)  # a file gone from here is an error
+        return md5
+
+    def bn_stats(self, tags: dict, repo):
+        from mednns import BNStats
+        from registry.artifacts import resolve_file
+
+        md5 = tags.get("bn_stats_md5")
+        if not md5:
+            raise MedNNSError(f"{tags.get('key', tags.get('arch_id'))}: registered without its recalibrated "
+                              "BatchNorm statistics (an older zoo); re-run `dvc repro` and `mednns registry sync`")
+        if md5 not in self.bn:
+            if len(self.bn) >= 4:
+                self.bn.pop(next(iter(self.bn)))
+            self.bn[md5] = BNStats.load(resolve_file(tags["bn_stats"], md5, repo))
+        return self.bn[md5]
 
 
-def _supernet_for(tags: dict, repo: str | Path | None):
-    from mednns.checkpoint import load_supernet
-    from registry.artifacts import resolve_file
-
-    md5 = tags["checkpoint_md5"]
-    path = resolve_file(tags["checkpoint"], md5, repo)  # always: a file that is gone here is an error
-    key = (str(path), md5)
-    if key not in _supernets:
-        if len(_supernets) >= 4:
-            _supernets.pop(next(iter(_supernets)))
-        _supernets[key] = load_supernet(path)
-    return _supernets[key]
+_files: _Files | None = None
 
 
-def _recalibrate(net, tags: dict, repo: str | Path | None):
-    """BatchNorm statistics re-estimated exactly as the zoo did before scoring (same seeded train subset)."""
-    import numpy as np
-
-    from mednns.bn import recalibrate_bn
-    from mednns.data import load_prepared, to_tensor
-    from mednns.zoo.scoring import seeded_subset
-
-    if "recalib_images" not in tags:
-        raise MedNNSError(f"{tags.get('key', tags.get('arch_id'))}: registered without recalibration settings; "
-                          "re-run `mednns registry sync`, or load with recalibrate=False")
-    folder = find_repo(repo) / "data" / "prepared" / tags["dataset"]
-    if not folder.is_dir():
-        raise MedNNSError(f"{folder} not found: `dvc pull data/prepared/{tags['dataset']}` to recalibrate, "
-                          "or load with recalibrate=False")
-    images = load_prepared(folder).images("train")
-    idx = seeded_subset(len(images), int(tags["recalib_images"]), np.random.default_rng(int(tags["recalib_seed"])))
-    channels, size = net.stem[0].in_channels, _supernet_for(tags, repo)[0].image_size
-    batch = 256  # the zoo's recalib_batch
-    return recalibrate_bn(net, (to_tensor(images[idx[i:i + batch]], channels=channels, size=size)
-                                for i in range(0, len(idx), batch)))
+def _registered_files() -> _Files:
+    global _files
+    if _files is None:
+        _files = _Files()
+    return _files
 
 
-def build_from_tags(tags: dict, repo: str | Path | None = None, recalibrate: bool = False):
-    """The network a registry entry describes: extract(arch) of its supernet, the supernet, or the meta-space.
-
-    With `recalibrate`, a subnet's BatchNorm statistics are re-estimated on its source's train subset as
-    the zoo did before scoring it, so it reproduces the registered val/test scores (needs the source's
-    `data/prepared/<dataset>`); without, it is `extract(arch)` with the statistics the supernet holds.
-    """
+def build_from_tags(tags: dict, repo: str | Path | None = None):
+    """The network a registry entry describes: a subnet exactly as the zoo scored it (its supernet's
+    weights, its recalibrated BatchNorm statistics; so it scores what its tags say), the supernet, or
+    the meta-space. Files are found by content hash in `repo` (or the project around the working folder)."""
     kind = tags.get("kind")
+    files = _registered_files()
     if kind in ("subnet", "champion"):
-        from mednns.space import Arch
-
-        supernet, _ = _supernet_for(tags, repo)
-        net = supernet.extract(Arch.from_json(tags["arch_json"])).eval()
-        return _recalibrate(net, tags, repo) if recalibrate else net
+        md5 = files.checkpoint(tags, repo)
+        return files.store.subnet(md5, tags["arch_json"], files.bn_stats(tags, repo))
     if kind == "supernet":
         import copy
 
-        supernet, _ = _supernet_for(tags, repo)
-        return copy.deepcopy(supernet).eval()
+        return copy.deepcopy(files.store.supernet(files.checkpoint(tags, repo))).eval()
     if kind == "metaspace":
+        from mednns import MetaSpace
         from registry.artifacts import resolve_dir
 
-        try:
-            from mednns.metaspace import MetaSpace
-        except ImportError:
-            raise MedNNSError("mednns.metaspace is not available in this installation") from None
         return MetaSpace.load(resolve_dir(tags["path"], tags["path_md5"], repo))
     raise MedNNSError(f"registry entry of unknown kind {kind!r}: not registered by MedNNS")
 
 
-def load_model(name_or_id: str, repo: str | Path | None = None, uri: str | None = None, recalibrate: bool = False):
-    """A registered model as a torch module (timm style): subnets are `Supernet.extract(arch)` of
-    their checkpoint, in eval mode (`recalibrate=True`: with the zoo's BatchNorm recalibration, so
-    they score what their tags say); a supernet name gives the supernet."""
+def load_model(name_or_id: str, repo: str | Path | None = None, uri: str | None = None):
+    """A registered model as a torch module (timm style), in eval mode: a subnet is the network its
+    zoo row scored (`net.cfg` says what it is and takes); a supernet name gives the supernet."""
     v = resolve_version(name_or_id, Registry(uri))
-    return build_from_tags(v.tags, repo, recalibrate)
+    return build_from_tags(v.tags, repo)
 
 
 def show(name_or_id: str, uri: str | None = None) -> dict:

@@ -66,7 +66,7 @@ from typing import Iterable
 
 import pandas as pd
 
-from mednns.errors import MedNNSError
+from mednns import MedNNSError
 from registry.artifacts import find_repo, git_commit, md5_file, relpath
 from registry.client import ALREADY_EXISTS, NOT_FOUND, Registry
 
@@ -106,6 +106,13 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return "nan" if math.isnan(v) else f"{v:.6g}"
     return str(v)
+
+
+@dataclass(frozen=True)
+class RegisterConfig:
+    """`params.yaml: register`."""
+
+    workers: int = 8   # parallel requests to the MLflow server (the embedded mlflow.db uses 1)
 
 
 @dataclass
@@ -229,32 +236,34 @@ class ZooRegistrar:
 
     # --- one supernet and its zoo ----------------------------------------------------------------
 
-    def sync_dataset(self, zoo: pd.DataFrame | str | Path, checkpoint: str | Path,
-                     report: SyncReport | None = None, progress: bool = True) -> SyncReport:
-        from mednns.checkpoint import read_checkpoint
-        from mednns.zoo.schema import read_zoo
+    def sync_dataset(self, zoo: str | Path, checkpoint: str | Path, report: SyncReport | None = None,
+                     progress: bool = True) -> SyncReport:
+        """Register one zoo table (`zoo/<dataset>.parquet`, its BatchNorm statistics beside it) and its
+        supernet checkpoint."""
+        from mednns import BNStats, bn_stats_path, read_checkpoint, read_zoo
 
         report = report or SyncReport()
         t0 = time.time()
-        zoo_md5 = md5_file(zoo) if isinstance(zoo, (str, Path)) else ""
-        table = read_zoo(zoo) if isinstance(zoo, (str, Path)) else zoo
-        checkpoint = Path(checkpoint)
+        zoo, checkpoint, bn_path = Path(zoo), Path(checkpoint), bn_stats_path(zoo)
+        zoo_md5 = md5_file(zoo) if zoo.is_file() else ""
+        table = read_zoo(zoo)
         if not checkpoint.is_file():
             raise MedNNSError(f"{checkpoint}: checkpoint not found; run `dvc repro train_supernet` or `dvc pull`")
+        bn = BNStats.load(bn_path)
         sources = table.source_dataset.unique()
         if len(sources) != 1:
             raise MedNNSError(f"zoo table holds {len(sources)} source datasets; register one supernet's zoo at a time")
         dataset = _check_dataset(str(sources[0]))
         meta = read_checkpoint(checkpoint)
-        if meta["spec"]["name"] != dataset:
-            raise MedNNSError(f"{checkpoint}: supernet of {meta['spec']['name']}, zoo of {dataset}")
-        md5 = md5_file(checkpoint)
-        ckpt_rel = relpath(checkpoint, self.repo)
+        if meta["spec"]["name"] != dataset or bn.source != dataset:
+            raise MedNNSError(f"{checkpoint}, {bn_path}: of {meta['spec']['name']} and {bn.source}, zoo of {dataset}")
+        md5, bn_md5 = md5_file(checkpoint), md5_file(bn_path)
+        ckpt_rel, bn_rel = relpath(checkpoint, self.repo), relpath(bn_path, self.repo)
         own = table[table.target_dataset == dataset].drop_duplicates("arch_id")
-        common = {"dataset": dataset, "git_commit": self.commit, "checkpoint": ckpt_rel, "checkpoint_md5": md5,
-                  "zoo_md5": zoo_md5}
-        pointer = {"kind": "supernet", "dataset": dataset, "checkpoint": ckpt_rel, "checkpoint_md5": md5}
-        run_id, source = self.loader_source(f"loader:{dataset}:{md5}", pointer)
+        files = {"checkpoint": ckpt_rel, "checkpoint_md5": md5, "bn_stats": bn_rel, "bn_stats_md5": bn_md5}
+        common = {"dataset": dataset, "git_commit": self.commit, "zoo_md5": zoo_md5, **files}
+        pointer = {"kind": "supernet", "dataset": dataset, **files}
+        run_id, source = self.loader_source(f"loader:{dataset}:{md5}:{bn_md5}", pointer)
 
         # the supernet
         summary = meta.get("summary") or {}
@@ -269,27 +278,27 @@ class ZooRegistrar:
         report.supernets_created += int(before == 0)
         self.reg.call(self.reg.client.set_registered_model_alias, sn, CURRENT, v.version)
 
-        # the subnets: one bulk search for what exists, then only the missing ones
+        # the subnets: one bulk search for what exists, then only the missing ones. A version is one exact
+        # network: the checkpoint and the subnet's recalibrated statistics are in its key.
         existing_versions = self.reg.search_versions(f"tags.checkpoint_md5 = '{md5}' AND tags.kind = 'subnet'")
-        have = {v.name for v in existing_versions}
-        if len(have) < len(existing_versions):  # e.g. a create retried after the server died answering it
+        keys = {v.tags.get("key") for v in existing_versions}
+        if len(keys) < len(existing_versions):  # e.g. a create retried after the server died answering it
             report.duplicates_removed += self._dedupe(existing_versions)
         models = {m.name for m in self.reg.search_models(f"name LIKE '{dataset_name(dataset)}.%'")}
         current = {}
         for v in sorted(existing_versions, key=lambda v: -int(v.version)):
-            current[v.name] = v  # the lowest version of a name wins: the one _dedupe keeps
+            current[v.tags.get("key")] = v  # the lowest version of a key wins: the one _dedupe keeps
         todo, retag = [], []
         for row in own.itertuples(index=False):
             name = subnet_name(dataset, row.arch_id)
-            tags = {**common, "kind": "subnet", "arch_id": row.arch_id, "arch_json": row.arch_json,
-                    "key": f"{dataset}:{row.arch_id}:{md5}", **_recalib_tags(row._asdict()),
-                    **{c: _fmt(getattr(row, c)) for c in BROWSE_COLUMNS}}
-            if name in have:
-                # same network, rescored zoo (same checkpoint): refresh the score tags only
-                old = current[name].tags
-                if zoo_md5 and old.get("zoo_md5") != zoo_md5:
-                    changed = {k: tags[k] for k in (*BROWSE_COLUMNS, "zoo_md5") if old.get(k) != tags[k]}
-                    retag.append((name, current[name].version, changed))
+            tags = {**common, **subnet_tags(meta, row._asdict(), bn), "kind": "subnet",
+                    "key": f"{dataset}:{row.arch_id}:{md5}:{bn.digest(row.arch_id)}"}
+            if tags["key"] in current:
+                # same network, rescored zoo: refresh the score tags only
+                old = current[tags["key"]]
+                if zoo_md5 and old.tags.get("zoo_md5") != zoo_md5:
+                    changed = {k: tags[k] for k in (*BROWSE_COLUMNS, "zoo_md5") if old.tags.get(k) != tags[k]}
+                    retag.append((name, old.version, changed))
                 continue
             model_tags = {"dataset": dataset, "kind": "subnet", "arch_id": row.arch_id, "arch_json": row.arch_json,
                           "params": _fmt(row.params), "macs": _fmt(row.macs)}
@@ -313,11 +322,11 @@ class ZooRegistrar:
         # the champion: best val_acc (ties: the smaller arch_id, so every machine picks the same)
         if len(own):
             best = own.sort_values(["val_acc", "arch_id"], ascending=[False, True], na_position="last").iloc[0]
-            tags = {**common, "kind": "champion", "arch_id": best.arch_id, "arch_json": best.arch_json,
-                    "subnet": subnet_name(dataset, best.arch_id), **_recalib_tags(best),
-                    **{c: _fmt(best[c]) for c in BROWSE_COLUMNS}}
+            tags = {**common, **subnet_tags(meta, best.to_dict(), bn), "kind": "champion",
+                    "subnet": subnet_name(dataset, best.arch_id)}
             dn = dataset_name(dataset)
-            v = self._ensure_version(dn, f"{dataset}:{best.arch_id}:{md5}", source, run_id, tags,
+            v = self._ensure_version(dn, f"{dataset}:{best.arch_id}:{md5}:{bn.digest(best.arch_id)}", source, run_id,
+                                     tags,
                                      {"dataset": dataset, "kind": "champion"},
                                      f"Champions of the {dataset} zoo (alias '{CHAMPION}': the current best)",
                                      report)
@@ -435,5 +444,17 @@ def register_metaspace(path: str | Path = "models/metaspace", uri: str | None = 
 # browsing and loading
 
 
-def _recalib_tags(row) -> dict:
-    return {k: str(int(row[k])) for k in ("recalib_images", "recalib_seed") if k in row}
+def subnet_tags(checkpoint_meta: dict, row: dict, bn) -> dict[str, str]:
+    """A subnet version's tags: its config (what it is and takes, with the zoo's recalibration), its
+    arch, and its zoo row's size and scores (what it scores when loaded)."""
+    from dataclasses import replace
+
+    from mednns import Arch, subnet_config
+
+    cfg = replace(subnet_config(checkpoint_meta, Arch.from_json(row["arch_json"])),
+                  recalibration=bn.recalibration.to_dict())
+    return {"arch_id": row["arch_id"], "arch_json": row["arch_json"], "config": cfg.to_json(),
+            "in_channels": str(cfg.in_channels), "image_size": str(cfg.image_size), "task": cfg.task,
+            "num_classes": str(cfg.num_classes), "eval_images": str(int(row["eval_images"])),
+            **{f"recalib_{k}": str(v) for k, v in cfg.recalibration.items()},
+            **{c: _fmt(row[c]) for c in BROWSE_COLUMNS}}

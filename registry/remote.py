@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
-from mednns.errors import MedNNSError
+from mednns import MedNNSError
 from registry.artifacts import find_repo
 
 log = logging.getLogger(__name__)
@@ -116,15 +116,6 @@ def add_remote(url: str, endpoint_url: str | None = None, name: str = "storage",
 def _dvc_error(e: Exception, what: str) -> MedNNSError:
     text = " ".join(str(e).split())
     return MedNNSError(f"{what} failed: {text[:300]}")
-
-
-def push(remote: str | None = None, repo: str | Path | None = None, targets=None) -> int:
-    """`dvc push` of `targets` (default: everything DVC tracks); the number of files pushed."""
-    with _dvc_repo(repo) as r:
-        try:
-            return int(r.push(targets=list(targets) if targets else None, remote=remote) or 0)
-        except Exception as e:  # noqa: BLE001 - dvc raises its own tree of errors
-            raise _dvc_error(e, "dvc push") from None
 
 
 def _head(root: Path) -> str | None:

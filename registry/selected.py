@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mednns.io import sha256_file
+from mednns import sha256_file
 from registry.tracking import configure, tracked_run
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def register_onnx(onnx_path: str | Path, dataset: str, example: np.ndarray, tags
     import onnx
     from mlflow.models import infer_signature
 
-    from mednns.export import onnx_predict
+    from mednns import onnx_predict
 
     configure()
     client = mlflow.MlflowClient()
@@ -69,7 +69,7 @@ def register_onnx(onnx_path: str | Path, dataset: str, example: np.ndarray, tags
 
 def register_selection(sel, ds, delivery) -> str:
     """Register what `mednns.deliver.deliver` wrote for a `Selection`, with its scores as tags."""
-    from mednns.export import npz_layout
+    from mednns import npz_layout
 
     metrics = {"val_acc": sel.val["acc"], "val_auc": sel.val["auc"], "test_acc": sel.test["acc"],
                "test_auc": sel.test["auc"], "onnx_test_acc": delivery.onnx_test["acc"]}

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from mednns.errors import MedNNSError
+from mednns import MedNNSError
 
 log = logging.getLogger(__name__)
 
@@ -80,3 +80,31 @@ def tracked_run(experiment: str, run_key: str, params: dict, tags: dict | None =
         if not run_id:
             mlflow.log_params(flatten(params))
         yield run
+
+
+def run_key(stage: str, *parts: str, settings=None, files=()) -> str:
+    """`stage:part:...:<hash>`: the settings and the input files' contents, so that re-running the same
+    work continues its run and anything else gets a run of its own."""
+    import hashlib
+    import json
+
+    from mednns import sha256_file
+
+    digest = json.dumps({"settings": settings, "files": {str(f): sha256_file(f) for f in files}},
+                        sort_keys=True, default=str)
+    return ":".join((stage, *parts, hashlib.sha1(digest.encode()).hexdigest()[:12]))
+
+
+def log_curves(run_id: str, history, step: str = "step", prefix: str = "") -> None:
+    """Every column of a per-step table (a DataFrame) as MLflow metrics, 1000 points per request."""
+    import time
+
+    import mlflow
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    points = [Metric(f"{prefix}{k}", float(v), now, int(getattr(r, step)))
+              for r in history.itertuples(index=False) for k, v in r._asdict().items() if k != step]
+    client = mlflow.tracking.MlflowClient()
+    for i in range(0, len(points), 1000):
+        client.log_batch(run_id, metrics=points[i:i + 1000])

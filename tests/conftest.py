@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mednns.data.npz import build_dataset
-from mednns.supernet_train import SupernetConfig
+from mednns.train.supernet import SupernetConfig
 
 SPLIT_SIZES = {"train": 40, "val": 12, "test": 12}
 
@@ -127,7 +127,7 @@ def tiny_config(**kw):
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory):
     """A real `mlflow server` (SQLite backend, local artifacts) in a subprocess."""
-    from registry.server import MlflowServer
+    from servers import MlflowServer
 
     server = MlflowServer(tmp_path_factory.mktemp("mlflow"), workers=2).start()
     yield server

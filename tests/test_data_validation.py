@@ -7,7 +7,7 @@ import pytest
 
 from conftest import synthetic_arrays, write_npz
 from mednns.data import load_dataset
-from mednns.errors import DataError
+from mednns.utils.errors import DataError
 
 
 def _broken(tmp_path, mutate, name="bad.npz", **kwargs):

@@ -28,13 +28,14 @@ def _toy_params(params: dict) -> dict:
     params["supernet"].update(epochs=2, warmup_epochs=1, batch_size=32, lr=0.05, max_train_per_epoch=0,
                               recalib_images=64, eval_batch_size=64, space=TINY_SPACE)
     params["zoo"].update(num_archs=6, transfer_per_dataset=3, recalib_images=32, recalib_batch=16, eval_batch=64,
-                         max_eval_images=0, probe_train_images=48, probe_val_images=24, probe_input_images=4,
+                         max_eval_images=20, probe_train_images=48, probe_val_images=24, probe_input_images=4,
                          latency_runs=2, shard_size=3)
     params["features"].update(sample_images=64, batch_size=64)
     params["metaspace"].update(steps=20, set_min=8, set_max=16, rows_per_dataset=6, top_models=2,
                                query_images=64, log_every=5)
     params["evaluate"].update(max_candidates=10, logme_images=48)
-    params["select"].update(dataset=HOLDOUT, k=2, finetune_epochs=1, convergence_epochs=1)
+    params["select"].update(dataset=HOLDOUT, k=2, convergence_epochs=1)
+    params["finetune"].update(epochs=1)
     return params
 
 
@@ -62,13 +63,14 @@ def test_every_stage_writes_its_artefacts(project):
         zoo = pd.read_parquet(root / f"zoo/{name}.parquet")
         own = zoo[zoo.target_dataset == name]
         assert len(own) == 6 and set(zoo.target_dataset) == set(ZOO)  # transfer rows on the others
+        assert (root / f"zoo/{name}.bn.pt").is_file()  # the recalibrated statistics of its subnets
         assert (root / f"features/{name}.npz").is_file()
     fid = pd.read_csv(root / "metrics/fid.csv")
     assert set(fid["dataset"]) == set(ZOO)
     assert (root / "models/metaspace/weights.pt").is_file()
-    evaluation = json.loads((root / "metrics/evaluate.json").read_text())
-    assert evaluation  # leave-one-dataset-out results for the zoo's datasets
-    assert "|" in (root / "metrics/evaluate.md").read_text()
+    evaluation = json.loads((root / "metrics/leave_one_out.json").read_text())
+    assert set(evaluation["datasets"]) == set(ZOO)  # leave-one-dataset-out results for the zoo's datasets
+    assert "|" in (root / "metrics/leave_one_out.md").read_text()
     selection = json.loads((root / "metrics/select.json").read_text())
     assert selection["dataset"] == HOLDOUT and selection["source_supernet"] in ZOO
     assert (root / f"selection/{HOLDOUT}.onnx").is_file() and (root / f"selection/{HOLDOUT}.md").is_file()
@@ -87,8 +89,8 @@ def test_a_second_repro_finds_everything_up_to_date(project):
 def test_the_onnx_file_agrees_with_what_the_stage_reported(project):
     root, data_dir = project
     from mednns.data import load_dataset
-    from mednns.export import onnx_predict
-    from mednns.metrics import evaluate_scores
+    from mednns.selector.export import onnx_predict
+    from mednns.train.metrics import evaluate_scores
 
     ds = load_dataset(str(data_dir / f"{HOLDOUT}.npz"))
     raw = np.load(data_dir / f"{HOLDOUT}.npz")["test_images"]  # exactly as stored: (N, H, W) uint8
@@ -113,33 +115,69 @@ def test_registry_holds_the_zoo_and_the_selection(project):
     assert listed.returncode == 0, listed.stderr
 
 
+def _registered_subnets(root):
+    from registry.client import Registry
+
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    return uri, [v for v in Registry(uri).search_versions("tags.kind = 'subnet'")]
+
+
+def test_every_registered_subnet_loads_by_name_and_scores_its_tags_exactly(project):
+    """Loaded by name (`load_model`, or MLflow's pyfunc with no extra argument), a subnet is the network
+    the zoo scored: on the zoo's very val images it gets its zoo row's accuracy exactly."""
+    root, _ = project
+    import mlflow
+
+    from mednns.data import load_prepared
+    from mednns.train.metrics import evaluate_scores
+    from mednns.zoo import ZooConfig
+    from registry import load_model
+
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    cfg = ZooConfig(**params["zoo"])
+    uri, versions = _registered_subnets(root)
+    assert len(versions) == 6 * len(ZOO)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    zoo = pd.concat([pd.read_parquet(root / f"zoo/{d}.parquet") for d in ZOO])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        for v in versions:
+            dataset, arch_id = v.tags["dataset"], v.tags["arch_id"]
+            row = zoo[(zoo.source_dataset == dataset) & (zoo.target_dataset == dataset) & (zoo.arch_id == arch_id)]
+            ds = load_prepared(root / f"data/prepared/{dataset}")
+            idx = cfg.own_subsets(ds.spec.splits)["val"]
+            images, labels = ds.images("val")[idx], ds.labels("val")[idx]
+            assert int(v.tags["eval_images"]) == len(idx)
+            net = load_model(f"{v.name}/{v.version}", uri=uri)
+            from_name = evaluate_scores(labels, _predict(net, images), ds.spec.task)["acc"]
+            pyfunc = mlflow.pyfunc.load_model(f"models:/{v.name}/{v.version}")
+            from_pyfunc = evaluate_scores(labels, pyfunc.predict(images), ds.spec.task)["acc"]
+            assert from_name == from_pyfunc == row.val_acc.iloc[0], (v.name, from_name, from_pyfunc)
+            assert float(v.tags["val_acc"]) == pytest.approx(row.val_acc.iloc[0], rel=1e-5)
+            assert net.cfg.source == dataset and net.cfg.arch_id == arch_id and net.cfg.recalibration
+
+
+def _predict(net, images):
+    from mednns import predict
+
+    return predict(net, images, channels=net.cfg.in_channels, size=net.cfg.image_size, channels_last=True)
+
+
 def test_any_registered_subnet_exports_to_onnx(project, tmp_path):
     root, data_dir = project
     from mednns.data import load_dataset
-    from mednns.export import onnx_predict
+    from mednns.selector.export import onnx_predict
     from registry import load_model
 
     out = tmp_path / "champion.onnx"
     result = run_cli("export", "mednns.toya@champion", str(out), cwd=root)
     assert result.returncode == 0, result.stderr[-3000:]
     ds = load_dataset(str(data_dir / "toya.npz"))
-    import torch
-
-    from mednns.data import to_tensor
-    from mednns.metrics import evaluate_scores
-    from registry.client import Registry
-    from registry.lookup import resolve_version
-
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    net = load_model("mednns.toya@champion", repo=root, uri=uri, recalibrate=True)
-    with torch.no_grad():
-        expected = net(to_tensor(ds.images("test"))).numpy()
-        val_logits = net(to_tensor(ds.images("val"))).numpy()
-    np.testing.assert_allclose(onnx_predict(out, ds.images("test")), expected, atol=1e-4)
-    # Recalibrated as the zoo did, the loaded champion scores what its registry tags say.
-    tagged = float(resolve_version("mednns.toya@champion", Registry(uri)).tags["val_acc"])
-    val_acc = evaluate_scores(ds.labels("val"), val_logits, ds.spec.task)["acc"]
-    assert val_acc == pytest.approx(tagged, abs=1 / SIZES["val"] + 1e-6)
+    net = load_model("mednns.toya@champion", repo=root, uri=uri)
+    np.testing.assert_allclose(onnx_predict(out, ds.images("test")), _predict(net, ds.images("test")).numpy(),
+                               atol=1e-4)
     entry = run_cli("export", "mednns.metaspace@champion", str(tmp_path / "x.onnx"), cwd=root)
     assert entry.returncode == 1 and "only subnets" in entry.stderr
 

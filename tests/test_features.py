@@ -10,7 +10,7 @@ import pytest
 from scipy import linalg
 
 from conftest import synthetic_arrays, write_npz
-from mednns.errors import MedNNSError
+from mednns.utils.errors import MedNNSError
 from mednns.metaspace.features import (DatasetFeatures, FeatureConfig, RandomConvExtractor, dataset_features,
                                        feature_names, read_train_images)
 from mednns.metaspace.fid import fid_matrix, fid_table, frechet_distance, normalised

@@ -9,8 +9,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from mednns.data.spec import Task
-from mednns.heads import fit_logistic_head, linear_head
-from mednns.metrics import scores_from_logits
+from mednns.train.heads import fit_logistic_head, linear_head
+from mednns.train.metrics import scores_from_logits
 
 
 def _data(task: Task, classes: int, n: int = 120, d: int = 6, seed: int = 0):

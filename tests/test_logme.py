@@ -9,8 +9,8 @@ import torch
 
 from conftest import tiny_config, tiny_dataset
 from mednns.data.spec import Task
-from mednns.errors import MedNNSError
-from mednns.metaspace.evaluate import SubnetFeatures, TrainSplit, logme_scores
+from mednns.utils.errors import MedNNSError
+from mednns.metaspace.loo import SubnetFeatures, TrainSplit, logme_scores
 from mednns.metaspace.logme import label_matrix, logme
 
 
@@ -40,10 +40,11 @@ def test_logme_targets_for_every_task():
 
 
 def test_subnet_features_are_the_zoo_scorers(tmp_path):
-    from mednns.supernet_train import SupernetTrainer
+    from mednns.train.supernet import SupernetTrainer
     from mednns.zoo.sampling import sample_unique
     from mednns.zoo.scoring import ScoringConfig, SubnetScorer
-    from mednns.checkpoint import load_supernet
+    from mednns.nn.checkpoint import load_supernet
+    from mednns.zoo.store import BNStats, SubnetStore
 
     source = tiny_dataset(classes=3, name="src")
     SupernetTrainer(source, tiny_config(epochs=1)).fit(tmp_path / "src.pt")
@@ -56,14 +57,16 @@ def test_subnet_features_are_the_zoo_scorers(tmp_path):
     with torch.no_grad():
         net = scorer.extract(arch)
         expected = scorer._features(net, scorer._tensor(images)).numpy()
-    feats = SubnetFeatures(tmp_path, lambda name: source.images("train"), recalib_batch=16)
-    got = feats("src", arch.to_json(), 40, 7, images)
+        stats = {arch.arch_id: scorer.score(arch, [])[1], supernet.space.largest().arch_id:
+                 scorer.score(supernet.space.largest(), [])[1]}
+    bn = BNStats("src", scorer.recalibration, stats)
+    feats = SubnetFeatures(SubnetStore(tmp_path), lambda name: bn, batch=16)
+    got = feats("src", arch.to_json(), images)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
     split = TrainSplit(target.images("train"), target.labels("train"), target.spec.task, target.spec.num_classes)
     import pandas as pd
 
-    cands = pd.DataFrame({"source_dataset": ["src", "src"], "recalib_images": [40, 40], "recalib_seed": [7, 7],
-                          "arch_json": [arch.to_json(), supernet.space.largest().to_json()]})
+    cands = pd.DataFrame({"source_dataset": ["src", "src"], "arch_json": [arch.to_json(), supernet.space.largest().to_json()]})
     scores = logme_scores({"tgt": cands}, lambda name: split, feats, n_images=30, seed=0, progress=False)
     assert scores["tgt"].shape == (2,) and np.isfinite(scores["tgt"]).all()

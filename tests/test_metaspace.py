@@ -14,15 +14,15 @@ import torch
 from scipy.stats import kendalltau
 
 from conftest import TINY_SPACE, synthetic_arrays, write_npz
-from mednns.errors import MedNNSError
+from mednns.utils.errors import MedNNSError
 from mednns.metaspace import DatasetFeatures, FeatureConfig, MetaSpace, MetaSpaceConfig, train_metaspace
 from mednns.metaspace.encoders import SetEncoder
-from mednns.metaspace.evaluate import (EvaluateConfig, evaluation_candidates, expected_max_of_random, judge,
+from mednns.metaspace.loo import (EvaluateConfig, evaluation_candidates, expected_max_of_random, judge,
                                        leave_one_out, markdown, random_baseline, summary)
 from mednns.metaspace.features import features_of_images
 from mednns.metaspace.fid import frechet_distance
 from mednns.metaspace.losses import contrastive_loss, fid_loss, performance_loss, rank_loss
-from mednns.space import Arch, SearchSpace
+from mednns.nn.space import Arch, SearchSpace
 from mednns.zoo.sampling import sample_unique
 from mednns.zoo.schema import COLUMNS
 

@@ -8,10 +8,10 @@ import pytest
 
 from conftest import tiny_config, tiny_dataset
 from mednns.metaspace import FeatureConfig, MetaSpaceConfig, train_metaspace
-from mednns.metaspace.evaluate import EvaluateConfig, SubnetFeatures, TrainSplit, leave_one_out, markdown
+from mednns.metaspace.loo import EvaluateConfig, SubnetFeatures, TrainSplit, leave_one_out, markdown
 from mednns.metaspace.features import features_of_images
-from mednns.supernet_train import SupernetTrainer
-from mednns.zoo import ZooConfig, build_zoo
+from mednns.train.supernet import SupernetTrainer
+from mednns.zoo import BNStats, SubnetStore, ZooConfig, bn_stats_path, build_zoo
 
 FEATURES = FeatureConfig(sample_images=48, image_size=16)
 
@@ -52,7 +52,8 @@ def test_metaspace_on_a_real_tiny_zoo_with_logme(tiny_zoo):
         ds = datasets[name]
         return TrainSplit(ds.images("train"), ds.labels("train"), ds.spec.task, ds.spec.num_classes)
 
-    subnets = SubnetFeatures(root, lambda name: datasets[name].images("train"), recalib_batch=16)
+    subnets = SubnetFeatures(SubnetStore(root), lambda name: BNStats.load(bn_stats_path(root / f"{name}.parquet")),
+                             batch=16)
     results = leave_one_out(zoo, features, ms_cfg, FEATURES, EvaluateConfig(top_k=2, logme_images=40, max_candidates=0),
                             subnets, split, progress=False)
     assert set(results.method) == {"metaspace", "logme", "fid_largest", "random", "oracle"}
@@ -63,14 +64,16 @@ def test_metaspace_on_a_real_tiny_zoo_with_logme(tiny_zoo):
 
 
 def test_the_selector_runs_on_the_metaspace_api(tiny_zoo):
-    """`mednns.select` (the lead's selector) needs only MetaSpace.query and the supernet folder."""
-    from mednns.finetune import FinetuneConfig
-    from mednns.select import select
+    """The selector needs only MetaSpace.query and a store over the supernet folder."""
+    from mednns.selector import FinetuneConfig, select
 
     root, datasets, zoo, features = tiny_zoo
     ms_cfg = MetaSpaceConfig(dim=16, hidden=32, heads=2, steps=10, set_min=8, set_max=24, rows_per_dataset=8,
                              top_models=2, query_images=40)
     ms, _ = train_metaspace(zoo, features, ms_cfg, FEATURES, exclude=["bb"], progress=False)
-    sel = select(datasets["bb"], ms, root, k=2, finetune=FinetuneConfig(epochs=0))
+    sel = select(datasets["bb"], ms, SubnetStore(root), k=2, finetune=FinetuneConfig(epochs=0))
     assert sel.chosen.source_dataset in {"aa", "cc"} and len(sel.candidates) == 2
     assert sel.chosen.arch_id in set(ms.candidates.arch_id)
+    # the chosen network says what it is: the chosen arch of its source, with the new dataset's head
+    assert (sel.net.cfg.arch_id, sel.net.cfg.source) == (sel.chosen.arch_id, sel.chosen.source_dataset)
+    assert sel.net.cfg.num_classes == 3 and sel.net.cfg.task == "multi-label"

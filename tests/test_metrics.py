@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mednns.data import Task
-from mednns.metrics import accuracy, auc
+from mednns.train.metrics import accuracy, auc
 
 
 def test_binary_uses_the_positive_column_and_a_half_threshold():

@@ -13,8 +13,8 @@ import yaml
 
 from conftest import synthetic_arrays, write_npz
 from mednns.data import load_prepared, prepare
-from mednns.errors import DataError
-from mednns.io import sha256_file
+from mednns.utils.errors import DataError
+from mednns.utils.io import sha256_file
 
 
 def test_prepare_writes_data_and_manifest(tmp_path, make_npz):

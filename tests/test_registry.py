@@ -14,14 +14,13 @@ import pandas as pd
 import pytest
 import torch
 
+import synthetic
 from conftest import TINY_SPACE, run_cli, tiny_dataset
-from mednns.checkpoint import load_supernet, save_supernet
-from mednns.errors import MedNNSError
-from mednns.space import Arch, SearchSpace
-from mednns.supernet import Supernet
+from mednns.nn.checkpoint import load_supernet
+from mednns.utils.errors import MedNNSError
+from mednns.nn.space import Arch, SearchSpace
 from mednns.zoo import ZooConfig, build_zoo
-from mednns.zoo.sampling import sample_unique
-from mednns.zoo.schema import COLUMNS
+from mednns.zoo.store import BNStats, bn_stats_path, load_bn_state
 from registry.artifacts import md5_file
 from registry.lookup import list_models, load_model, resolve_version
 from registry.models import CHAMPION, ZooRegistrar, dataset_name, subnet_name, supernet_name, sync
@@ -50,12 +49,7 @@ def git_commit(root: Path, message: str) -> None:
 
 
 def random_supernet(path: Path, name: str = "toy", seed: int = 0) -> Path:
-    """A checkpoint of an untrained tiny supernet: registration and loading need weights, not skill."""
-    torch.manual_seed(seed)
-    spec = tiny_dataset(name=name).spec
-    net = Supernet(SearchSpace.from_dict(TINY_SPACE), spec.channels, spec.num_classes, spec.image_size)
-    save_supernet(path, net.eval(), spec, {"final": {"val_acc": 0.5, "seed": seed}})
-    return path
+    return synthetic.random_supernet(path, tiny_dataset(name=name).spec, SearchSpace.from_dict(TINY_SPACE), seed)
 
 
 def small_zoo_config(**kw) -> ZooConfig:
@@ -66,22 +60,18 @@ def small_zoo_config(**kw) -> ZooConfig:
 
 
 def synthetic_zoo(ckpt: Path, n: int, seed: int = 0) -> pd.DataFrame:
-    """A zoo table of `n` distinct archs of the checkpoint's space with random scores (no scoring)."""
-    net, meta = load_supernet(ckpt)
-    rng = np.random.default_rng(seed)
-    rows = [dict(source_dataset=meta["spec"].name, target_dataset=meta["spec"].name, arch_id=a.arch_id,
-                 arch_json=a.to_json(), encoding=[0.0], embedding=[0.0], params=int(rng.integers(100, 10000)),
-                 macs=int(rng.integers(1000, 10 ** 6)), latency_ms=float(rng.random()), val_acc=float(rng.random()),
-                 val_auc=float(rng.random()), test_acc=float(rng.random()), test_auc=float(rng.random()),
-                 transfer_acc=np.nan, transfer_auc=np.nan, recalib_images=0, recalib_seed=0, eval_images=0)
-            for a in sample_unique(net.space, n, seed)]
-    return pd.DataFrame(rows, columns=list(COLUMNS))
+    """A zoo table of `n` archs, written to zoo/<dataset>.parquet of the checkpoint's project."""
+    out = ckpt.parents[2] / "zoo" / ckpt.with_suffix(".parquet").name
+    return synthetic.synthetic_zoo(ckpt, n, out, seed)
 
 
-def expected(ckpt: Path, arch_json: str) -> torch.Tensor:
+def expected(ckpt: Path, arch_json: str, bn: Path) -> torch.Tensor:
+    """What the registered subnet must compute: extract(arch) with the zoo's statistics for it."""
     net, _ = load_supernet(ckpt)
+    sub = net.extract(Arch.from_json(arch_json)).eval()
+    load_bn_state(sub, *BNStats.load(bn)[sub.arch.arch_id])
     with torch.no_grad():
-        return net.extract(Arch.from_json(arch_json)).eval()(X)
+        return sub(X)
 
 
 @pytest.fixture(scope="module")
@@ -92,15 +82,17 @@ def project(tmp_path_factory, mlflow_server):
     source = tiny_dataset(name="toy")
     ckpt = random_supernet(root / "models" / "supernets" / "toy.pt")
     build_zoo(ckpt, source, [], root / "zoo" / "toy.parquet", small_zoo_config())
-    dvc_add(root, "models/supernets/toy.pt", "zoo/toy.parquet")
+    dvc_add(root, "models/supernets/toy.pt", "zoo/toy.parquet", "zoo/toy.bn.pt")
     git_commit(root, "zoo v1")
     keep = tmp_path_factory.mktemp("v1") / "toy.pt"
     shutil.copy2(ckpt, keep)
+    keep_bn = keep.with_name("toy.bn.pt")
+    shutil.copy2(root / "zoo" / "toy.bn.pt", keep_bn)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)
         mp.chdir(root)
         report = sync(uri=mlflow_server.uri, workers=4, progress=False)
-        yield {"root": root, "ckpt_v1": keep, "source": source, "report": report,
+        yield {"root": root, "ckpt_v1": keep, "bn_v1": keep_bn, "source": source, "report": report,
                "zoo": pd.read_parquet(root / "zoo" / "toy.parquet"), "uri": mlflow_server.uri}
 
 
@@ -115,7 +107,7 @@ def test_register_a_zoo_and_load_every_subnet_by_name(project):
         net = load_model(name, uri=uri)
         assert isinstance(net, torch.nn.Module) and not net.training
         with torch.no_grad():
-            assert torch.allclose(net(X), expected(project["ckpt_v1"], row.arch_json), atol=1e-6)
+            assert torch.allclose(net(X), expected(project["ckpt_v1"], row.arch_json, project["bn_v1"]), atol=1e-6)
     v = resolve_version(subnet_name("toy", zoo.arch_id[3]), Registry(uri))
     for key in ("dataset", "arch_id", "params", "macs", "latency_ms", "val_acc", "test_acc", "val_auc", "test_auc",
                 "git_commit", "checkpoint_md5", "checkpoint", "arch_json"):
@@ -124,7 +116,7 @@ def test_register_a_zoo_and_load_every_subnet_by_name(project):
     assert len(v.tags["git_commit"]) >= 40 and int(v.tags["params"]) == int(zoo.params[3])
     # the other spellings of a name, and the supernet itself
     a = zoo.arch_id[1]
-    ref = expected(project["ckpt_v1"], zoo.arch_json[1])
+    ref = expected(project["ckpt_v1"], zoo.arch_json[1], project["bn_v1"])
     for spelling in (f"models:/{subnet_name('toy', a)}/1", f"toy.{a}", a):
         with torch.no_grad():
             assert torch.allclose(load_model(spelling, uri=uri)(X), ref, atol=1e-6)
@@ -140,11 +132,11 @@ def test_pyfunc_loads_a_subnet_from_a_models_uri(project):
     mlflow.set_registry_uri(uri)
     row = zoo.iloc[2]
     model = mlflow.pyfunc.load_model(f"models:/{subnet_name('toy', row.arch_id)}/1")
-    np.testing.assert_allclose(model.predict(X.numpy()), expected(project["ckpt_v1"], row.arch_json).numpy(),
+    np.testing.assert_allclose(model.predict(X.numpy()), expected(project["ckpt_v1"], row.arch_json, project["bn_v1"]).numpy(),
                                atol=1e-6)
     champion = mlflow.pyfunc.load_model(f"models:/{dataset_name('toy')}@{CHAMPION}")
     best = zoo.sort_values(["val_acc", "arch_id"], ascending=[False, True]).iloc[0]
-    np.testing.assert_allclose(champion.predict(X.numpy()), expected(project["ckpt_v1"], best.arch_json).numpy(),
+    np.testing.assert_allclose(champion.predict(X.numpy()), expected(project["ckpt_v1"], best.arch_json, project["bn_v1"]).numpy(),
                                atol=1e-6)
 
 
@@ -198,7 +190,7 @@ def test_champion_moves_with_a_newer_zoo_and_the_old_version_stays_loadable(proj
     new_best = table.arch_id[table.arch_id != old_best].iloc[0]
     table.loc[table.arch_id == new_best, "val_acc"] = 0.99
     table.to_parquet(root / "zoo/toy.parquet", index=False)
-    dvc_add(root, "models/supernets/toy.pt", "zoo/toy.parquet")
+    dvc_add(root, "models/supernets/toy.pt", "zoo/toy.parquet", "zoo/toy.bn.pt")
     git_commit(root, "zoo v2")
 
     report = sync(zoo_dir=root / "zoo", supernet_dir=root / "models/supernets", uri=uri, repo=root, progress=False)
@@ -207,16 +199,16 @@ def test_champion_moves_with_a_newer_zoo_and_the_old_version_stays_loadable(proj
     assert new.tags["arch_id"] == new_best and new.tags["checkpoint_md5"] == md5_file(ckpt)
     with torch.no_grad():
         assert torch.allclose(load_model(f"toy@{CHAMPION}", repo=root, uri=uri)(X),
-                              expected(ckpt, new.tags["arch_json"]), atol=1e-6)
+                              expected(ckpt, new.tags["arch_json"], bn_stats_path(root / "zoo/toy.parquet")), atol=1e-6)
         # the old champion and the old version of a subnet still load, from the DVC cache by md5
         assert torch.allclose(load_model(f"{dataset_name('toy')}/{old.version}", repo=root, uri=uri)(X),
-                              expected(project["ckpt_v1"], old.tags["arch_json"]), atol=1e-6)
+                              expected(project["ckpt_v1"], old.tags["arch_json"], project["bn_v1"]), atol=1e-6)
         both = set(project["zoo"].arch_id) & set(table.arch_id)
         a = sorted(both)[0]
         arch_json = table.arch_json[table.arch_id == a].iloc[0]
         assert torch.allclose(load_model(f"{subnet_name('toy', a)}/1", repo=root, uri=uri)(X),
-                              expected(project["ckpt_v1"], arch_json), atol=1e-6)
-        assert torch.allclose(load_model(subnet_name("toy", a), repo=root, uri=uri)(X), expected(ckpt, arch_json),
+                              expected(project["ckpt_v1"], arch_json, project["bn_v1"]), atol=1e-6)
+        assert torch.allclose(load_model(subnet_name("toy", a), repo=root, uri=uri)(X), expected(ckpt, arch_json, bn_stats_path(root / "zoo/toy.parquet")),
                               atol=1e-6)
     # a checkpoint that is nowhere on this machine: one clear error
     with pytest.raises(MedNNSError, match="not found"):
@@ -230,7 +222,8 @@ def test_errors_are_one_line(project, tmp_path):
     with pytest.raises(MedNNSError, match="unreachable"):
         load_model("mednns.toy", uri="http://127.0.0.1:9")
     with pytest.raises(MedNNSError, match="checkpoint not found"):
-        ZooRegistrar(Registry(uri), repo=tmp_path).sync_dataset(project["zoo"], tmp_path / "missing.pt")
+        ZooRegistrar(Registry(uri), repo=tmp_path).sync_dataset(project["root"] / "zoo/toy.parquet",
+                                                                tmp_path / "missing.pt")
 
 
 def test_cli_zoo_list_show_sync_and_errors(project):
@@ -277,6 +270,7 @@ def test_server_killed_mid_registration_then_a_rerun_repairs_everything(mlflow_s
     (root / "dvc.yaml").write_text("stages: {}\n")
     ckpt = random_supernet(root / "models/supernets/kill.pt", name="kill")
     table = synthetic_zoo(ckpt, 120)
+    zoo = root / "zoo/kill.parquet"
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     server = mlflow_server
     try:
@@ -284,7 +278,7 @@ def test_server_killed_mid_registration_then_a_rerun_repairs_everything(mlflow_s
 
         def register():
             try:
-                ZooRegistrar(Registry(server.uri), repo=root, workers=4).sync_dataset(table, ckpt, progress=False)
+                ZooRegistrar(Registry(server.uri), repo=root, workers=4).sync_dataset(zoo, ckpt, progress=False)
             except BaseException as e:  # noqa: BLE001 - recorded for the assertion below
                 errors.append(e)
 
@@ -309,25 +303,25 @@ def test_server_killed_mid_registration_then_a_rerun_repairs_everything(mlflow_s
         md5 = md5_file(ckpt)
         partial = _versions(server.uri, md5)
         assert 0 < partial.sum() < len(table)
-        report = ZooRegistrar(Registry(server.uri), repo=root, workers=4).sync_dataset(table, ckpt, progress=False)
+        report = ZooRegistrar(Registry(server.uri), repo=root, workers=4).sync_dataset(zoo, ckpt, progress=False)
         counts = _versions(server.uri, md5)
         assert report.created == len(table) - len(partial)
         assert len(counts) == len(table) and (counts == 1).all()
         assert set(counts.index) == {subnet_name("kill", a) for a in table.arch_id}
 
         # two registrations at once (a newer checkpoint): still exactly one version per subnet
-        ckpt2 = random_supernet(root / "models/supernets/v2/kill.pt", name="kill", seed=3)
-        small = table.head(40)
+        ckpt2 = random_supernet(root / "v2/models/supernets/kill.pt", name="kill", seed=3)
+        small = synthetic_zoo(ckpt2, 40)
         reports = []
         threads = [threading.Thread(target=lambda: reports.append(ZooRegistrar(Registry(server.uri), repo=root,
-                   workers=4).sync_dataset(small, ckpt2, progress=False))) for _ in range(2)]
+                   workers=4).sync_dataset(root / "v2/zoo/kill.parquet", ckpt2, progress=False))) for _ in range(2)]
         for t in threads:
             t.start()
         for t in threads:
             t.join(timeout=120)
         assert len(reports) == 2  # neither failed
         counts = _versions(server.uri, md5_file(ckpt2))
-        assert len(counts) == 40 and (counts == 1).all()
+        assert len(counts) == len(small) == 40 and (counts == 1).all()
         champions = Registry(server.uri).search_versions(f"name = '{dataset_name('kill')}'")
         assert len({v.tags["key"] for v in champions}) == len(champions) == 2
     finally:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import synthetic_arrays
-from mednns.errors import MedNNSError
+from mednns.utils.errors import MedNNSError
 from mednns.metaspace import MetaSpace, train_metaspace
 from registry.lookup import load_model, resolve_version
 from registry.models import CHAMPION, METASPACE, register_metaspace

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
@@ -9,12 +10,12 @@ import pytest
 import torch
 
 from conftest import run_cli
-from mednns.errors import MedNNSError
+from mednns.utils.errors import MedNNSError
 from registry.lookup import list_models, load_model, resolve_version
 from registry.models import subnet_name, sync
 from registry.artifacts import md5_file
 from registry.client import Registry
-from registry.remote import add_remote, pull_zoo, push
+from registry.remote import add_remote, pull_zoo
 from test_registry import X, dvc_add, expected, git_commit, git_dvc_init, random_supernet, synthetic_zoo
 
 BUCKET = "mednns-zoo"
@@ -57,18 +58,19 @@ def test_push_pull_a_versioned_zoo_into_a_fresh_clone_and_load_it_there(s3, mlfl
     git_dvc_init(a)
     add_remote(f"s3://{BUCKET}/store", s3, repo=a)
     ckpt = a / "models/supernets/rtoy.pt"
-    kept = {}
+    kept, kept_bn = {}, {}
     for version, seed in (("v1", 0), ("v2", 1)):
         random_supernet(ckpt, name="rtoy", seed=seed)
-        (a / "zoo").mkdir(exist_ok=True)
-        synthetic_zoo(ckpt, 5, seed=seed).to_parquet(a / "zoo/rtoy.parquet", index=False)
-        dvc_add(a, "models/supernets/rtoy.pt", "zoo/rtoy.parquet")
+        synthetic_zoo(ckpt, 5, seed=seed)
+        dvc_add(a, "models/supernets/rtoy.pt", "zoo/rtoy.parquet", "zoo/rtoy.bn.pt")
         git_commit(a, f"zoo {version}")
         subprocess.run(["git", "tag", version], cwd=a, check=True)
-        assert push(repo=a) >= 2
+        pushed = subprocess.run(["dvc", "push"], cwd=a, capture_output=True, text=True, env={**os.environ, **CREDS})
+        assert pushed.returncode == 0 and "pushed" in pushed.stdout, pushed.stderr
         sync(zoo_dir=a / "zoo", supernet_dir=a / "models/supernets", uri=uri, repo=a, progress=False)
-        kept[version] = tmp_path / f"{version}.pt"
+        kept[version], kept_bn[version] = tmp_path / f"{version}.pt", tmp_path / f"{version}.bn.pt"
         shutil.copy2(ckpt, kept[version])
+        shutil.copy2(a / "zoo/rtoy.bn.pt", kept_bn[version])
 
     b = tmp_path / "machine-b"
     subprocess.run(["git", "clone", "-q", str(a), str(b)], check=True)
@@ -82,7 +84,7 @@ def test_push_pull_a_versioned_zoo_into_a_fresh_clone_and_load_it_there(s3, mlfl
     out = pull_zoo(repo=b)  # the checked-out revision (v2): workspace and cache
     assert out["workspace"] and (b / "models/supernets/rtoy.pt").is_file()
     with torch.no_grad():
-        assert torch.allclose(load_model(name, repo=b, uri=uri)(X), expected(kept["v2"], latest.tags["arch_json"]),
+        assert torch.allclose(load_model(name, repo=b, uri=uri)(X), expected(kept["v2"], latest.tags["arch_json"], kept_bn["v2"]),
                               atol=1e-6)
     v1 = [v for v in Registry(uri).search_versions(f"tags.checkpoint_md5 = '{md5_file(kept['v1'])}'")
           if v.tags["kind"] == "subnet"]
@@ -93,5 +95,5 @@ def test_push_pull_a_versioned_zoo_into_a_fresh_clone_and_load_it_there(s3, mlfl
     assert res.returncode == 0, res.stderr
     with torch.no_grad():
         v = resolve_version(old, Registry(uri))
-        assert torch.allclose(load_model(old, repo=b, uri=uri)(X), expected(kept["v1"], v.tags["arch_json"]), atol=1e-6)
+        assert torch.allclose(load_model(old, repo=b, uri=uri)(X), expected(kept["v1"], v.tags["arch_json"], kept_bn["v1"]), atol=1e-6)
     assert subnet_name("rtoy", v.tags["arch_id"]) == old.split("/")[0]

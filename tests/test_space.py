@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from mednns.space import Arch, SearchSpace
+from mednns.nn.space import Arch, SearchSpace
 
 SPACE = SearchSpace()
 

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mednns.space import Arch, SearchSpace
-from mednns.supernet import StaticNet, Supernet
+from mednns.nn.space import Arch, SearchSpace
+from mednns.nn.supernet import StaticNet, Supernet
 
 SPACE = SearchSpace()
 NUM_CLASSES = 5
@@ -195,39 +195,3 @@ def test_config_rebuilds_an_equivalent_supernet():
     x = torch.randn(2, 1, 128, 128)
     with torch.no_grad():
         assert torch.equal(rebuilt(x), net(x))
-
-
-def test_reset_classifier_keeps_features():
-    net = perturbed_supernet(3).eval()
-    subnet = net.extract(SPACE.smallest())
-    x = torch.randn(2, 3, 28, 28)
-    with torch.no_grad():
-        features = subnet.forward_features(x)
-        subnet.reset_classifier(11)
-        assert features.shape == (2, SPACE.head_width)
-        assert torch.equal(subnet.forward_features(x), features)
-        assert subnet(x).shape == (2, 11)
-
-
-@pytest.mark.filterwarnings("ignore:.*LeafSpec:FutureWarning")  # raised inside torch.export
-def test_onnx_export_matches_pytorch(tmp_path):
-    onnxruntime = pytest.importorskip("onnxruntime")
-    subnet: StaticNet = perturbed_supernet(1).eval().extract(SPACE.sample(np.random.default_rng(9)))
-    path = tmp_path / "subnet.onnx"
-    torch.onnx.export(
-        subnet,
-        (torch.randn(2, 1, 28, 28),),
-        path,
-        input_names=["images"],
-        output_names=["logits"],
-        dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
-        dynamo=True,
-    )
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    for batch in (1, 5):
-        x = torch.randn(batch, 1, 28, 28)
-        (logits,) = session.run(None, {"images": x.numpy()})
-        with torch.no_grad():
-            expected = subnet(x).numpy()
-        assert logits.shape == (batch, NUM_CLASSES)
-        np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=0)

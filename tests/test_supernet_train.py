@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from conftest import tiny_config, tiny_dataset
-from mednns.checkpoint import load_supernet, read_checkpoint
-from mednns.supernet_train import SupernetTrainer
+from mednns.nn.checkpoint import load_supernet, read_checkpoint
+from mednns.train.supernet import SupernetTrainer
 
 
 class Interrupt(Exception):

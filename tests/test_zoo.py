@@ -10,15 +10,16 @@ import pytest
 import torch
 
 from conftest import TINY_SPACE, tiny_config, tiny_dataset
-from mednns.batches import predict
-from mednns.bn import fold_bn, recalibrate_bn
+from mednns.train.batches import predict
+from mednns.nn.bn import fold_bn, recalibrate_bn
 from mednns.data.tensors import to_tensor
-from mednns.metrics import evaluate_scores
-from mednns.space import Arch, SearchSpace
-from mednns.supernet_train import SupernetTrainer
+from mednns.train.metrics import evaluate_scores
+from mednns.nn.space import Arch, SearchSpace
+from mednns.train.supernet import SupernetTrainer
 from mednns.zoo import COLUMNS, ZooConfig, build_zoo, read_zoo
 from mednns.zoo.sampling import sample_unique
 from mednns.zoo.scoring import SubnetScorer
+from mednns.zoo.store import BNStats, Recalibration, SubnetStore, bn_state, bn_stats_path
 
 SPACE = SearchSpace(**{k: tuple(v) if isinstance(v, list) else v for k, v in TINY_SPACE.items()})
 
@@ -57,7 +58,7 @@ def test_sampling_never_asks_for_more_than_the_space_holds():
 
 def test_recalibration_repairs_stale_batchnorm_statistics(trained):
     path, source, _ = trained
-    from mednns.checkpoint import load_supernet
+    from mednns.nn.checkpoint import load_supernet
 
     supernet, _ = load_supernet(path)
     net = supernet.extract(SPACE.smallest()).eval()
@@ -87,7 +88,7 @@ def test_recalibration_repairs_stale_batchnorm_statistics(trained):
 
 def test_folded_batchnorm_gives_the_same_outputs_with_no_batchnorm_left(trained):
     path, source, _ = trained
-    from mednns.checkpoint import load_supernet
+    from mednns.nn.checkpoint import load_supernet
 
     supernet, _ = load_supernet(path)
     net = supernet.extract(SPACE.largest())  # expand convs, depthwise, project, stem and head: every pair
@@ -131,17 +132,41 @@ def test_zoo_table_follows_the_schema(trained, tmp_path):
 def test_scorer_matches_a_direct_evaluation(trained):
     """The fast path (shared tensors, one extraction per arch) scores what a plain loop scores."""
     path, source, _ = trained
-    from mednns.checkpoint import load_supernet
+    from mednns.nn.checkpoint import load_supernet
 
     supernet, _ = load_supernet(path)
     cfg = small_zoo_config().scoring()
     scorer = SubnetScorer(supernet, source, [], cfg)
     arch = sample_unique(SPACE, 5, seed=0)[4]
-    row = scorer.score(arch, [])[0]
+    row = scorer.score(arch, [])[0][0]
     net = supernet.extract(arch)
     recalibrate_bn(net, [to_tensor(source.images("train")[scorer.recalib_idx][i:i + 16]) for i in range(0, 64, 16)])
     direct = evaluate_scores(source.labels("val"), predict(net, source.images("val")), source.spec.task)
     assert row["val_acc"] == pytest.approx(direct["acc"]) and row["val_auc"] == pytest.approx(direct["auc"])
+
+
+def test_the_store_gives_back_the_network_the_zoo_scored(trained, tmp_path):
+    """Every later use of a subnet (evaluation, registry, export) goes through the store: with the zoo's
+    recalibrated statistics it scores exactly its row (same images, same count), with no training data."""
+    path, source, target = trained
+    cfg = small_zoo_config(max_eval_images=20)
+    table = build_zoo(path, source, [target], tmp_path / "toy.parquet", cfg)
+    bn = BNStats.load(bn_stats_path(tmp_path / "toy.parquet"))
+    assert len(bn) == 12 and bn.recalibration == Recalibration(64, cfg.seed, 16)
+    store = SubnetStore(path.parent)
+    subsets = cfg.own_subsets(source.spec.splits)
+    for row in table[table.target_dataset == "toy"].itertuples():
+        net = store.subnet("toy", row.arch_json, bn)
+        assert net.cfg.recalibration == {"images": 64, "seed": cfg.seed, "batch": 16}
+        for split in ("val", "test"):
+            idx = subsets[split]
+            assert row.eval_images == len(idx) == 20
+            logits = predict(net, source.images(split)[idx], cfg.eval_batch, channels_last=True)
+            scores = evaluate_scores(source.labels(split)[idx], logits, source.spec.task)
+            assert scores["acc"] == getattr(row, f"{split}_acc") and scores["auc"] == getattr(row, f"{split}_auc")
+    # the supernet's own statistics are not the scored network's
+    stale = store.extract("toy", table.arch_json[0])
+    assert not torch.equal(bn_state(stale)[1], bn[table.arch_id[0]][1])
 
 
 def test_interrupted_build_resumes_without_rescoring(trained, tmp_path, monkeypatch):
@@ -174,7 +199,7 @@ def test_interrupted_build_resumes_without_rescoring(trained, tmp_path, monkeypa
 
 def test_zoo_refuses_a_checkpoint_of_another_dataset(trained, tmp_path):
     path, _, target = trained
-    from mednns.errors import MedNNSError
+    from mednns.utils.errors import MedNNSError
 
     with pytest.raises(MedNNSError, match="supernet of toy, not of other"):
         build_zoo(path, target, [], tmp_path / "x.parquet", small_zoo_config())

@@ -3,11 +3,11 @@
 from mednns.data.catalog import MEDMNIST_2D, SIZES, resolve
 from mednns.data.loader import load_dataset
 from mednns.data.npz import MedDataset
-from mednns.data.prepared import load_prepared, prepare
+from mednns.data.prepared import PrepareConfig, load_prepared, prepare
 from mednns.data.spec import SPLITS, DatasetSpec, Task
 from mednns.data.tensors import to_tensor
 
 __all__ = [
-    "MEDMNIST_2D", "SIZES", "SPLITS", "DatasetSpec", "MedDataset", "Task", "load_dataset",
+    "MEDMNIST_2D", "SIZES", "SPLITS", "DatasetSpec", "MedDataset", "PrepareConfig", "Task", "load_dataset",
     "load_prepared", "prepare", "resolve", "to_tensor",
 ]

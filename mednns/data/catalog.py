@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from mednns.errors import DataError
-from mednns.io import atomic_path
+from mednns.utils.errors import DataError
+from mednns.utils.io import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from mednns.data.spec import SPLITS, DatasetSpec, Task
-from mednns.errors import DataError
+from mednns.utils.errors import DataError
 
 KEYS = tuple(f"{split}_{kind}" for split in SPLITS for kind in ("images", "labels"))
 

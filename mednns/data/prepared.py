@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +14,20 @@ from mednns.data.catalog import resolve
 from mednns.data.loader import load_source
 from mednns.data.npz import MedDataset, build_dataset, read_arrays
 from mednns.data.spec import SPLITS, DatasetSpec
-from mednns.errors import DataError
-from mednns.io import atomic_path, sha256_file
+from mednns.utils.errors import DataError
+from mednns.utils.io import atomic_path, sha256_file
 
 log = logging.getLogger(__name__)
 
 DATA_FILE, MANIFEST_FILE = "data.npz", "manifest.json"
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """`params.yaml: prepare`."""
+
+    size: int = 28           # MedMNIST image size: 28, 64, 128 or 224
+    download: bool = True    # fetch with medmnist's URLs when the file is not in MEDNNS_DATA_DIR
 
 
 def manifest_for(ds: MedDataset, data_sha256: str, source_path: Path, source_sha256: str) -> dict:

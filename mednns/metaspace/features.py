@@ -23,9 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from mednns.data.tensors import to_tensor
-from mednns.errors import MedNNSError
-from mednns.params import from_section
-from mednns.io import atomic_path
+from mednns.utils.errors import MedNNSError
+from mednns.utils.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +54,6 @@ class FeatureConfig:
         if self.sample_images < 2 or self.image_size < 8 or min(self.scales) < 1:
             raise MedNNSError("features: sample_images >= 2, image_size >= 8 and scales >= 1 are required")
 
-    @classmethod
-    def from_params(cls, params: dict) -> "FeatureConfig":
-        return from_section(cls, params, "features")
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

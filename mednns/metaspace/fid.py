@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from mednns.errors import MedNNSError
-from mednns.io import atomic_path
+from mednns.utils.errors import MedNNSError
+from mednns.utils.io import atomic_path
 
 
 def _psd_sqrt(c: np.ndarray) -> np.ndarray:
@@ -70,14 +70,6 @@ def fid_matrix(table: pd.DataFrame) -> pd.DataFrame:
 def write_fid_csv(table: pd.DataFrame, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False, float_format="%.4f")
-
-
-def read_fid_csv(path: str | Path) -> pd.DataFrame:
-    """The square FID matrix of `metrics/fid.csv`."""
-    path = Path(path)
-    if not path.is_file():
-        raise MedNNSError(f"{path}: FID table not found; run `dvc repro fid`")
-    return fid_matrix(pd.read_csv(path))
 
 
 def normalised(matrix: pd.DataFrame, names: list[str]) -> np.ndarray:

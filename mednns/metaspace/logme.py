@@ -10,7 +10,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from mednns.data.spec import Task
-from mednns.errors import MedNNSError
+from mednns.utils.errors import MedNNSError
 
 
 def label_matrix(labels: np.ndarray, task: Task | str, num_classes: int) -> np.ndarray:

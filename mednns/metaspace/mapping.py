@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from sklearn.decomposition import PCA
 
-from mednns.io import atomic_path
+from mednns.utils.io import atomic_path
 from mednns.metaspace.features import DatasetFeatures
 from mednns.metaspace.model import MetaSpace
 from mednns.metaspace.train import SCORE

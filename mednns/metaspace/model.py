@@ -12,8 +12,8 @@ import torch
 from torch import Tensor, nn
 
 from mednns import __version__
-from mednns.errors import MedNNSError
-from mednns.io import atomic_path
+from mednns.utils.errors import MedNNSError
+from mednns.utils.io import atomic_path
 from mednns.metaspace.encoders import ModelEncoder, PerformanceHead, SetEncoder
 from mednns.metaspace.features import (DatasetFeatures, FeatureConfig, RandomConvExtractor, check_images,
                                        features_of_images, read_train_images)

@@ -13,8 +13,7 @@ import torch
 from scipy.stats import kendalltau
 from tqdm.auto import tqdm
 
-from mednns.errors import MedNNSError
-from mednns.params import from_section
+from mednns.utils.errors import MedNNSError
 from mednns.metaspace.features import DatasetFeatures, FeatureConfig
 from mednns.metaspace.fid import fid_matrix, fid_table, normalised
 from mednns.metaspace.losses import contrastive_loss, fid_loss, performance_loss, rank_loss
@@ -59,9 +58,6 @@ class MetaSpaceConfig:
         if self.hidden % self.heads:
             raise MedNNSError("metaspace: hidden must be a multiple of heads")
 
-    @classmethod
-    def from_params(cls, params: dict) -> "MetaSpaceConfig":
-        return from_section(cls, params, "metaspace")
 
     def weights(self) -> dict[str, float]:
         return {name: float(getattr(self, f"{name}_weight")) for name in LOSSES}

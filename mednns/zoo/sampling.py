@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mednns.space import Arch, SearchSpace
+from mednns.nn.space import Arch, SearchSpace
 
 
 def sample_unique(space: SearchSpace, n: int, seed: int) -> list[Arch]:

@@ -13,7 +13,7 @@
 | latency_ms | median CPU latency at batch 1 of the static subnet (BatchNorm folded), on the build machine |
 | val_acc, val_auc, test_acc, test_auc | the subnet's own head on the source's val / test split (MedMNIST definitions); NaN on rows of other targets |
 | transfer_acc, transfer_auc | transfer probe: frozen features, logistic-regression head fit on a seeded subset of the target's train split, scored on a seeded subset of its val split; NaN on the own row (it has val_acc). The meta-space learns from `transfer_acc` (train and val only) |
-| recalib_images, recalib_seed | BatchNorm recalibration settings (train subset of the source) |
+| recalib_images, recalib_seed, recalib_batch | BatchNorm recalibration settings (`mednns.zoo.store.Recalibration`: seeded train subset of the source, batch size); the statistics themselves are in `<dataset>.bn.pt` beside the table |
 | eval_images | images scored per own split (a seeded subset when capped) |
 """
 
@@ -23,12 +23,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from mednns.errors import MedNNSError
+from mednns.utils.errors import MedNNSError
 
 COLUMNS = (
     "source_dataset", "target_dataset", "arch_id", "arch_json", "encoding", "embedding", "params", "macs",
     "latency_ms", "val_acc", "val_auc", "test_acc", "test_auc", "transfer_acc", "transfer_auc",
-    "recalib_images", "recalib_seed", "eval_images",
+    "recalib_images", "recalib_seed", "recalib_batch", "eval_images",
 )
 
 

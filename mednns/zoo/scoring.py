@@ -14,34 +14,43 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from mednns.bn import fold_bn, recalibrate_bn
+from mednns.nn.bn import fold_bn
 from mednns.data.npz import MedDataset
 from mednns.data.spec import Task
 from mednns.data.tensors import to_tensor
-from mednns.heads import fit_logistic_head
-from mednns.metrics import evaluate_scores
-from mednns.space import Arch
-from mednns.supernet import StaticNet, Supernet
+from mednns.train.heads import fit_logistic_head
+from mednns.train.metrics import evaluate_scores
+from mednns.nn.space import Arch
+from mednns.nn.supernet import StaticNet, Supernet
+from mednns.zoo.store import Recalibration, bn_state, seeded_subset
 
 
 @dataclass(frozen=True)
 class ScoringConfig:
-    recalib_images: int = 512
-    recalib_batch: int = 256
-    eval_batch: int = 1024
-    max_eval_images: int = 2000        # per own split; 0 scores the whole split
-    probe_train_images: int = 600      # transfer probe: target train subset the head is fit on
+    """How each subnet is scored (`params.yaml: zoo`, whose values the defaults are)."""
+
+    recalib_images: int = 256          # BatchNorm recalibration: seeded train subset of the source
+    recalib_batch: int = 64
+    eval_batch: int = 64
+    max_eval_images: int = 400         # per own split; 0 scores the whole split
+    probe_train_images: int = 512      # transfer probe: target train subset the head is fit on
     probe_val_images: int = 400        # transfer probe: target val subset it is scored on
     probe_input_images: int = 16       # fixed Gaussian input for the functional embedding
     latency_runs: int = 10
     seed: int = 0
     channels_last: bool = True
 
+    def recalibration(self) -> Recalibration:
+        return Recalibration(self.recalib_images, self.seed, self.recalib_batch)
 
-def seeded_subset(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
-    """Sorted indices of k of n items drawn by `rng` (all n when k is 0 or >= n): the one subset rule,
-    shared with the evaluation so that it recalibrates subnets on the zoo's very images."""
-    return np.arange(n) if not k or k >= n else np.sort(rng.choice(n, k, replace=False))
+    def own_subsets(self, splits: dict[str, int], rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+        """The source images a subnet is recalibrated on ("train") and scored on ("val", "test"):
+        one seeded generator's first three draws, so anyone can score the very same images."""
+        rng = rng if rng is not None else np.random.default_rng(self.seed)
+        out = {"train": seeded_subset(splits["train"], self.recalib_images, rng)}
+        for split in ("val", "test"):
+            out[split] = seeded_subset(splits[split], self.max_eval_images, rng)
+        return out
 
 
 @dataclass
@@ -62,12 +71,14 @@ class SubnetScorer:
         self.net, self.source, self.cfg, self.device = supernet.eval(), source, cfg, torch.device(device)
         spec = source.spec
         self._fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.recalibration = cfg.recalibration()
         rng = np.random.default_rng(cfg.seed)
-        self.recalib_idx = seeded_subset(spec.splits["train"], cfg.recalib_images, rng)
+        subsets = cfg.own_subsets(spec.splits, rng)   # then the probes' subsets, from the same generator
+        self.recalib_idx = subsets["train"]
         self.recalib_x = self._tensor(source.images("train")[self.recalib_idx])
         self.own: dict[str, tuple[torch.Tensor, np.ndarray]] = {}
         for split in ("val", "test"):
-            idx = seeded_subset(spec.splits[split], cfg.max_eval_images, rng)
+            idx = subsets[split]
             self.own[split] = (self._tensor(source.images(split)[idx]), source.labels(split)[idx])
         self.eval_images = len(self.own["val"][1])
         self.probes = {t.spec.name: self._probe_data(t, rng) for t in targets if t.spec.name != spec.name}
@@ -90,8 +101,7 @@ class SubnetScorer:
     # -- the pieces ---------------------------------------------------------------------------
     def extract(self, arch: Arch) -> StaticNet:
         net = self.net.extract(arch).to(self.device, memory_format=self._fmt)
-        b = self.cfg.recalib_batch
-        return recalibrate_bn(net, (self.recalib_x[i:i + b] for i in range(0, len(self.recalib_x), b)))
+        return self.recalibration.apply(net, self.recalib_x)
 
     def _features(self, net: StaticNet, x: torch.Tensor) -> torch.Tensor:
         b = self.cfg.eval_batch
@@ -122,9 +132,11 @@ class SubnetScorer:
 
     # -- one subnet ---------------------------------------------------------------------------
     @torch.inference_mode()
-    def score(self, arch: Arch, targets: list[str]) -> list[dict]:
-        """Rows of the zoo table for `arch`: its own target first, then each of `targets`."""
+    def score(self, arch: Arch, targets: list[str]) -> tuple[list[dict], tuple[torch.Tensor, torch.Tensor]]:
+        """Rows of the zoo table for `arch` (its own target first, then each of `targets`), and its
+        recalibrated BatchNorm statistics (`bn_state`): what every later load of the subnet applies."""
         net = self.extract(arch)
+        stats = bn_state(net)
         own_task, source = self.source.spec.task, self.source.spec.name
         row = {"source_dataset": source, "arch_id": arch.arch_id, "arch_json": arch.to_json(),
                "encoding": self.net.space.encode(arch).tolist(),
@@ -133,7 +145,8 @@ class SubnetScorer:
         # (onnxruntime included) folds BatchNorm before running a model.
         net = fold_bn(net, inplace=True)
         row.update({"latency_ms": self.latency_ms(net), "recalib_images": len(self.recalib_idx),
-                    "recalib_seed": self.cfg.seed, "eval_images": self.eval_images})
+                    "recalib_seed": self.cfg.seed, "recalib_batch": self.cfg.recalib_batch,
+                    "eval_images": self.eval_images})
         feats = self._features(net, self.probe_input)
         row["embedding"] = torch.cat([feats.mean(0), feats.std(0)]).tolist()
         for split, (x, y) in self.own.items():
@@ -149,4 +162,4 @@ class SubnetScorer:
                                    self._features(net, p.x_val).cpu().numpy(), p.y_val, p.task, p.num_classes)
             rows.append({**row, **cross, "target_dataset": target, "transfer_acc": probe["acc"],
                          "transfer_auc": probe["auc"]})
-        return rows
+        return rows, stats

@@ -16,6 +16,7 @@ each candidate subnet (frozen features, zoo BatchNorm recalibration), and the or
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -30,18 +31,14 @@ import torch
 from scipy.stats import kendalltau
 from tqdm.auto import tqdm
 
-from mednns.bn import recalibrate_bn
-from mednns.checkpoint import load_supernet
 from mednns.data.spec import DatasetSpec, Task
 from mednns.data.tensors import to_tensor
-from mednns.errors import MedNNSError
-from mednns.params import from_section
+from mednns.utils.errors import MedNNSError
 from mednns.metaspace.features import DatasetFeatures, FeatureConfig, read_train_images
 from mednns.metaspace.fid import frechet_distance
 from mednns.metaspace.logme import label_matrix, logme
 from mednns.metaspace.train import SCORE, MetaSpaceConfig, train_metaspace
-from mednns.space import Arch
-from mednns.zoo.scoring import seeded_subset  # the zoo's own subset rule: the same recalibration images
+from mednns.zoo.store import BNStats, SubnetStore, seeded_subset
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +55,6 @@ class EvaluateConfig:
     logme_images: int = 300     # seeded subset of the left-out dataset's train split
     seed: int = 0
 
-    @classmethod
-    def from_params(cls, params: dict) -> "EvaluateConfig":
-        return from_section(cls, params, "evaluate")
 
 
 @dataclass
@@ -123,40 +117,27 @@ def fid_largest_scores(candidates: pd.DataFrame, fid_to_sources: dict[str, float
 
 # -- LogME through the candidate subnets --------------------------------------------------------
 class SubnetFeatures:
-    """Frozen pooled features of zoo subnets on given images, recalibrated as the zoo recalibrated them
-    (same source train subset, same batches, channels-last like the zoo's scorer)."""
+    """Frozen pooled features of zoo subnets on given images: each subnet as the zoo scored it (from
+    `store` with its recalibrated statistics, `bn_stats(source)`), channels-last like the zoo's scorer."""
 
-    def __init__(self, supernets: str | Path, source_train: Callable[[str], np.ndarray], recalib_batch: int = 256):
-        self.folder, self.source_train, self.batch = Path(supernets), source_train, recalib_batch
-        self._nets: dict[str, tuple] = {}
-        self._last: tuple | None = None  # (key, recalibrated subnet): consecutive calls share it
-
-    def _supernet(self, source: str):
-        if source not in self._nets:
-            if len(self._nets) >= 2:
-                self._nets.pop(next(iter(self._nets)))
-            net, _ = load_supernet(self.folder / f"{source}.pt")
-            self._nets[source] = (net, self.source_train(source))
-        return self._nets[source]
-
-    def _tensor(self, images: np.ndarray, supernet) -> torch.Tensor:
-        x = to_tensor(images, channels=supernet.in_channels, size=supernet.image_size)
-        return x.contiguous(memory_format=torch.channels_last)
+    def __init__(self, store: SubnetStore, bn_stats: Callable[[str], BNStats], batch: int = 64):
+        self.store, self.batch = store, batch
+        self.bn_stats = functools.lru_cache(maxsize=None)(bn_stats)
+        self._last: tuple | None = None  # (key, subnet): consecutive calls share it
 
     @torch.no_grad()
-    def __call__(self, source: str, arch_json: str, recalib_images: int, recalib_seed: int,
-                 images: np.ndarray) -> np.ndarray:
-        supernet, train = self._supernet(source)
-        key = (source, arch_json, int(recalib_images), int(recalib_seed))
-        if self._last is None or self._last[0] != key:
-            idx = seeded_subset(len(train), int(recalib_images), np.random.default_rng(int(recalib_seed)))
-            net = supernet.extract(Arch.from_json(arch_json)).to(memory_format=torch.channels_last)
-            b = self.batch
-            recalibrate_bn(net, (self._tensor(train[idx[i:i + b]], supernet) for i in range(0, len(idx), b)))
-            self._last = (key, net)
+    def __call__(self, source: str, arch_json: str, images: np.ndarray) -> np.ndarray:
+        if self._last is None or self._last[0] != (source, arch_json):
+            net = self.store.subnet(source, arch_json, self.bn_stats(source))
+            self._last = ((source, arch_json), net.to(memory_format=torch.channels_last))
         net, b = self._last[1], self.batch
-        return torch.cat([net.forward_features(self._tensor(images[i:i + b], supernet))
+        return torch.cat([net.forward_features(self._tensor(images[i:i + b], net))
                           for i in range(0, len(images), b)]).float().numpy()
+
+    @staticmethod
+    def _tensor(images: np.ndarray, net) -> torch.Tensor:
+        x = to_tensor(images, channels=net.cfg.in_channels, size=net.cfg.image_size)
+        return x.contiguous(memory_format=torch.channels_last)
 
 
 def logme_scores(candidates: dict[str, pd.DataFrame], splits: Callable[[str], TrainSplit],
@@ -172,13 +153,13 @@ def logme_scores(candidates: dict[str, pd.DataFrame], splits: Callable[[str], Tr
         split = splits(d)
         idx = seeded_subset(len(split.images), n_images, np.random.default_rng([seed, 3]))
         data[d] = (split.images[idx], label_matrix(split.labels[idx], split.task, split.num_classes))
-    jobs = sorted((row.source_dataset, row.arch_json, int(row.recalib_images), int(row.recalib_seed), d, i)
+    jobs = sorted((row.source_dataset, row.arch_json, d, i)
                   for d, c in candidates.items() for i, row in enumerate(c.itertuples()))
     out = {d: np.full(len(c), np.nan) for d, c in candidates.items()}
-    for source, arch_json, n_recalib, recalib_seed, d, i in tqdm(
+    for source, arch_json, d, i in tqdm(
             jobs, desc="LogME", unit="pair", disable=not progress, mininterval=1.0 if sys.stderr.isatty() else 30.0):
         images, targets = data[d]
-        out[d][i] = logme(subnet_features(source, arch_json, n_recalib, recalib_seed, images), targets)
+        out[d][i] = logme(subnet_features(source, arch_json, images), targets)
     return out
 
 

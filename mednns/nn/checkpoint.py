@@ -8,11 +8,11 @@ from pathlib import Path
 import torch
 
 from mednns.data.spec import DatasetSpec
-from mednns.errors import MedNNSError
-from mednns.io import atomic_path
-from mednns.supernet import Supernet
+from mednns.utils.errors import MedNNSError
+from mednns.utils.io import atomic_path
+from mednns.nn.supernet import Supernet
 
-FORMAT = "mednns.supernet/1"
+FORMAT = "mednns.nn.supernet/1"
 
 
 def save_supernet(path: str | Path, net: Supernet, spec: DatasetSpec, summary: dict) -> None:
@@ -47,5 +47,23 @@ def load_supernet(path: str | Path, device: str | torch.device = "cpu") -> tuple
     net = Supernet.from_config(payload["config"])
     net.load_state_dict(payload["state_dict"])
     meta = {k: v for k, v in payload.items() if k != "state_dict"}
-    meta["spec"] = DatasetSpec.from_dict(meta["spec"])
+    meta["spec"] = spec = DatasetSpec.from_dict(meta["spec"])
+    net.dataset = dataset_info(spec)
     return net.to(device).eval(), meta
+
+
+def subnet_config(payload: dict, arch) -> "ModelConfig":
+    """The config of `arch` extracted from the supernet of a checkpoint (`read_checkpoint`), without
+    building the network."""
+    from mednns.nn.config import ModelConfig
+
+    cfg, spec = payload["config"], DatasetSpec.from_dict(payload["spec"])
+    return ModelConfig(architecture="mbconv", in_channels=cfg["in_channels"], image_size=cfg["image_size"],
+                       num_classes=cfg["num_classes"], source=spec.name, **{k: v for k, v in dataset_info(spec).items()
+                                                                            if k != "source"},
+                       arch=arch.to_json(), space=cfg["space"])
+
+
+def dataset_info(spec: DatasetSpec) -> dict:
+    """What a supernet's subnets carry of the dataset they were trained on (see `ModelConfig`)."""
+    return {"source": spec.name, "task": spec.task.value, "class_names": list(spec.label_names)}

@@ -23,9 +23,10 @@ import torch
 from torch import nn
 
 from mednns.data.spec import DatasetSpec
-from mednns.data.tensors import MEAN, STD, to_tensor
-from mednns.errors import MedNNSError
-from mednns.io import atomic_path
+from mednns.data.tensors import to_tensor
+from mednns.nn.config import ModelConfig
+from mednns.utils.errors import MedNNSError
+from mednns.utils.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -61,22 +62,19 @@ class ExportReport:
     input_shape: list
 
 
-def metadata(spec: DatasetSpec, channels: int, size: int, extra: dict | None = None) -> dict[str, str]:
-    """What a runtime needs to feed the model without our code, as ONNX `metadata_props`."""
+def metadata(cfg: ModelConfig, spec: DatasetSpec, extra: dict | None = None) -> dict[str, str]:
+    """What a runtime needs to feed the model without our code, as ONNX `metadata_props`: the network's
+    config (`mednns.cfg.*`) and the raw input it takes (`spec`: the npz's channels and resolution)."""
     props = {
         "mednns.input": "uint8 images as stored in the npz: (N, H, W) greyscale or (N, H, W, 3) RGB",
         "mednns.input_layout": "NHW" if spec.channels == 1 else "NHWC",
         "mednns.source_channels": str(spec.channels),
         "mednns.source_resolution": str(spec.image_size),
-        "mednns.model_channels": str(channels),
-        "mednns.model_resolution": str(size),
-        "mednns.preprocessing": (f"x / 255, channels -> {channels} (grey repeated, or RGB BT.601 luma), "
-                                 f"bilinear resize to {size}, (x - {MEAN}) / {STD}; inside the graph"),
-        "mednns.mean": str(MEAN),
-        "mednns.std": str(STD),
-        "mednns.task": spec.task.value,
-        "mednns.class_names": json.dumps(list(spec.label_names)),
+        "mednns.preprocessing": (f"x / 255, channels -> {cfg.in_channels} (grey repeated, or RGB BT.601 luma), "
+                                 f"bilinear resize to {cfg.image_size}, (x - {cfg.mean}) / {cfg.std}; inside the graph"),
         "mednns.output": "logits (N, classes): softmax for multi-class / binary, sigmoid per label for multi-label",
+        "mednns.config": cfg.to_json(),
+        **{f"mednns.cfg.{k}": v for k, v in cfg.tags().items()},
     }
     props.update({f"mednns.{k}": str(v) for k, v in (extra or {}).items()})
     return props
@@ -91,9 +89,8 @@ def onnx_session(path: Path):
 
 
 def export_onnx(net: nn.Module, spec: DatasetSpec, path: str | Path, check_images: np.ndarray, *,
-                channels: int, size: int, extra_metadata: dict | None = None,
-                tolerance: float = TOLERANCE) -> ExportReport:
-    """Export `net` (taking `channels` x `size` px) for raw images of `spec`, verify it, then write `path`.
+                extra_metadata: dict | None = None, tolerance: float = TOLERANCE) -> ExportReport:
+    """Export `net` (fed as its `cfg` says) for raw images of `spec`, verify it, then write `path`.
 
     `check_images` are real images of the dataset (its val split, as `MedDataset.images` holds them):
     onnxruntime must give the same logits as PyTorch on them, within `tolerance`, with the same argmax.
@@ -104,7 +101,8 @@ def export_onnx(net: nn.Module, spec: DatasetSpec, path: str | Path, check_image
     path = Path(path)
     if path.suffix != ".onnx":
         raise MedNNSError(f"{path}: an ONNX file name must end in .onnx")
-    model = RawImageModel(net.cpu().eval(), channels, size).eval()
+    cfg: ModelConfig = net.cfg
+    model = RawImageModel(net.cpu().eval(), cfg.in_channels, cfg.image_size).eval()
     example = torch.as_tensor(check_images[:2])
     with atomic_path(path) as tmp:
         with warnings.catch_warnings():
@@ -113,7 +111,7 @@ def export_onnx(net: nn.Module, spec: DatasetSpec, path: str | Path, check_image
                               dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
                               opset_version=OPSET, dynamo=False)
         proto = onnx.load(str(tmp))
-        for key, value in metadata(spec, channels, size, extra_metadata).items():
+        for key, value in metadata(cfg, spec, extra_metadata).items():
             proto.metadata_props.add(key=key, value=value)
         onnx.checker.check_model(proto, full_check=True)
         onnx.save(proto, str(tmp))

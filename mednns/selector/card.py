@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from mednns.data.spec import DatasetSpec
-from mednns.data.tensors import MEAN, STD
-from mednns.io import atomic_path
-from mednns.select import Selection
+from mednns.utils.io import atomic_path
+from mednns.selector.selection import Selection
 
 _COLUMNS = ("source_dataset", "arch_id", "predicted_score", "probe_val_acc", "params", "macs", "latency_ms")
 
@@ -22,19 +21,19 @@ def _table(df) -> str:
 
 def model_card(sel: Selection, spec: DatasetSpec, onnx_path: str | Path | None, onnx_test_acc: float | None,
                registered_as: str | None = None) -> str:
-    c = sel.chosen
+    c, cfg = sel.chosen, sel.net.cfg
     budget = ", ".join(f"{k} = {v}" for k, v in sel.budget.items()) or "none"
     ft = sel.finetune
     lines = [
         f"# Model card: {spec.name} classifier selected by MedNNS",
         "",
         "## What was chosen and why",
-        f"Subnet `{c.arch_id}` of the supernet trained on **{c.source_dataset}**, taken with its weights. "
+        f"Subnet `{cfg.arch_id}` of the supernet trained on **{cfg.source}**, taken with its weights. "
         f"The meta-space ranked it among the top {len(sel.candidates)} zoo models for this dataset "
         f"(predicted score {c.predicted_score:.3f}); each candidate got a logistic-regression head fit on "
         f"{spec.name}'s train split, and this one scored best on val ({c.probe_val_acc:.4f}).",
         "",
-        f"- architecture: `{c.arch_json}`",
+        f"- architecture: `{cfg.arch}`",
         f"- parameters: {int(c.params):,}; MACs at batch 1: {int(c.macs):,}; zoo CPU latency: {c.latency_ms:.2f} ms",
         f"- budget: {budget}",
         f"- fine-tuning: {ft.epochs} epoch(s), AdamW lr {ft.lr}, batch {ft.batch_size}, label smoothing "
@@ -53,9 +52,9 @@ def model_card(sel: Selection, spec: DatasetSpec, onnx_path: str | Path | None, 
         "",
         "## Preprocessing",
         f"The ONNX graph takes uint8 images exactly as the npz stores them ({'(N, H, W)' if spec.channels == 1 else '(N, H, W, 3)'},"
-        f" {spec.image_size} px) and does the rest itself: x / 255, conversion to {sel.fmt.channels} channel(s), "
-        f"resize to {sel.fmt.size} px, (x - {MEAN}) / {STD}. Output: logits over "
-        f"{spec.num_classes} classes ({'; '.join(f'{i}: {n}' for i, n in enumerate(spec.label_names))}). "
+        f" {spec.image_size} px) and does the rest itself: x / 255, conversion to {cfg.in_channels} channel(s), "
+        f"resize to {cfg.image_size} px, (x - {cfg.mean}) / {cfg.std}. Output: logits over "
+        f"{cfg.num_classes} classes ({'; '.join(f'{i}: {n}' for i, n in enumerate(cfg.class_names))}). "
         "The same is in the file's `metadata_props`.",
         "",
         "## Intended use",

@@ -21,42 +21,40 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from mednns.batches import iterate, predict
-from mednns.bn import recalibrate_bn
-from mednns.checkpoint import save_supernet
+from mednns.train.batches import iterate, predict
+from mednns.nn.bn import recalibrate_bn
+from mednns.nn.checkpoint import dataset_info, save_supernet
 from mednns.data.npz import MedDataset
 from mednns.data.spec import Task
-from mednns.metrics import evaluate_scores
-from mednns.space import Arch, SearchSpace
-from mednns.supernet import Supernet
+from mednns.train.device import resolve_device
+from mednns.train.losses import distill_loss, task_loss
+from mednns.train.metrics import evaluate_scores
+from mednns.nn.space import Arch, SearchSpace
+from mednns.nn.supernet import Supernet
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class SupernetConfig:
     """Every hyper-parameter of supernet training; `params.yaml: supernet` maps onto it."""
 
-    epochs: int = 8
+    device: str = "cpu"               # or cuda; `--device` on the stage script overrides
+    epochs: int = 7
     warmup_epochs: int = 2            # largest arch only, before the sandwich rule starts
     batch_size: int = 128
     optimizer: str = "sgd"            # sgd (Nesterov) or adamw
     lr: float = 0.1
     momentum: float = 0.9
-    weight_decay: float = 5e-5
+    weight_decay: float = 5.0e-5
     label_smoothing: float = 0.1
     random_archs: int = 1             # random archs per step besides the largest and the smallest
-    max_train_per_epoch: int = 0      # cap on images per epoch (0: the whole train split)
+    max_train_per_epoch: int = 8000   # cap on images per epoch, a fresh random subset each epoch (0: all)
     recalib_images: int = 2000        # train images for BatchNorm recalibration before each eval
     eval_batch_size: int = 512
     seed: int = 0
     channels_last: bool = True
     space: dict = field(default_factory=dict)  # SearchSpace overrides; empty for the default space
-
-    @classmethod
-    def from_params(cls, params: dict) -> "SupernetConfig":
-        known = {k: v for k, v in params.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
 
     def search_space(self) -> SearchSpace:
         return SearchSpace(**{k: tuple(v) if isinstance(v, list) else v for k, v in self.space.items()})
@@ -70,34 +68,14 @@ def median_arch(space: SearchSpace) -> Arch:
                 kernels=(mid(space.kernel_choices),) * n, expands=(mid(space.expand_choices),) * n)
 
 
-def task_loss(logits: torch.Tensor, y: torch.Tensor, task: Task, smoothing: float) -> torch.Tensor:
-    if task is Task.MULTI_LABEL:
-        target = y.float() * (1 - smoothing) + 0.5 * smoothing
-        return F.binary_cross_entropy_with_logits(logits, target)
-    # Ordinal tasks train as multi-class, as MedMNIST's baselines do.
-    return F.cross_entropy(logits, y[:, 0], label_smoothing=smoothing)
-
-
-def distill_loss(logits: torch.Tensor, teacher: torch.Tensor, task: Task) -> torch.Tensor:
-    if task is Task.MULTI_LABEL:
-        return F.binary_cross_entropy_with_logits(logits, torch.sigmoid(teacher))
-    return torch.sum(-F.softmax(teacher, dim=1) * F.log_softmax(logits, dim=1), dim=1).mean()
-
-
-def resolve_device(name: str) -> torch.device:
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        log.warning("CUDA requested but not available: training on the CPU")
-        return torch.device("cpu")
-    return torch.device(name)
-
-
 class SupernetTrainer:
-    def __init__(self, dataset: MedDataset, cfg: SupernetConfig, device: str = "cpu"):
-        self.ds, self.cfg, self.device = dataset, cfg, resolve_device(device)
+    def __init__(self, dataset: MedDataset, cfg: SupernetConfig, device: str | None = None):
+        self.ds, self.cfg, self.device = dataset, cfg, resolve_device(device or cfg.device)
         spec = dataset.spec
         self.space = cfg.search_space()
         torch.manual_seed(cfg.seed)
         self.net = Supernet(self.space, spec.channels, spec.num_classes, spec.image_size).to(self.device)
+        self.net.dataset = dataset_info(spec)
         if cfg.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.steps_per_epoch = math.ceil(self._epoch_images() / cfg.batch_size)
@@ -132,7 +110,7 @@ class SupernetTrainer:
                 "channels_last": self.cfg.channels_last}
 
     # -- evaluation -------------------------------------------------------------------------
-    def evaluate(self, arch: Arch, splits: tuple[str, ...] = ("val",)) -> dict[str, float]:
+    def score_arch(self, arch: Arch, splits: tuple[str, ...] = ("val",)) -> dict[str, float]:
         """Scores of `arch` extracted from the supernet, after BatchNorm recalibration."""
         net = self.net.extract(arch)
         images = self.ds.images("train")[self.recalib_idx]
@@ -190,7 +168,7 @@ class SupernetTrainer:
             train_loss = self._train_epoch(epoch)
             metrics = {"train_loss": train_loss, "lr": self.sched.get_last_lr()[0]}
             for tag, arch in (("largest", self.space.largest()), ("smallest", self.space.smallest())):
-                for k, v in self.evaluate(arch).items():
+                for k, v in self.score_arch(arch).items():
                     metrics[f"{k}_{tag}"] = v
             metrics["epoch_seconds"] = time.time() - t_epoch
             history.append(metrics)
@@ -210,14 +188,14 @@ class SupernetTrainer:
         final = {}
         for tag, arch in (("largest", self.space.largest()), ("median", median_arch(self.space)),
                           ("smallest", self.space.smallest())):
-            for k, v in self.evaluate(arch, ("val", "test")).items():
+            for k, v in self.score_arch(arch, ("val", "test")).items():
                 final[f"{k}_{tag}"] = v
         return {"config": asdict(self.cfg), "history": history, "final": final,
                 "train_seconds": seconds, "resumed_from_epoch": resumed_from,
                 "device": str(self.device), "torch": str(torch.__version__)}
 
     def _save_resume(self, path: Path, epochs_done: int, history: list[dict]) -> None:
-        from mednns.io import atomic_path
+        from mednns.utils.io import atomic_path
 
         state = {"epochs_done": epochs_done, "config": asdict(self.cfg), "history": history,
                  "model": self.net.state_dict(), "optimizer": self.opt.state_dict(),

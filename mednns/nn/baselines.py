@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from mednns.nn.config import ModelConfig
+
 
 class BasicBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, stride: int):
@@ -25,9 +27,10 @@ class BasicBlock(nn.Module):
 
 
 class ResNet18(nn.Module):
-    def __init__(self, in_channels: int, num_classes: int, widths=(64, 128, 256, 512)):
+    def __init__(self, cfg: ModelConfig, widths=(64, 128, 256, 512)):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False),
+        self.cfg = cfg
+        self.stem = nn.Sequential(nn.Conv2d(cfg.in_channels, widths[0], 3, 1, 1, bias=False),
                                   nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True))
         layers, channels = [], widths[0]
         for i, width in enumerate(widths):
@@ -36,7 +39,7 @@ class ResNet18(nn.Module):
             channels = width
         self.layers = nn.Sequential(*layers)
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.classifier = nn.Linear(channels, num_classes)
+        self.classifier = nn.Linear(channels, cfg.num_classes)
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.pool(self.layers(self.stem(x)))

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mednns.bn import fold_bn
+from mednns.nn.bn import fold_bn
 from mednns.data.tensors import to_tensor
 
 

@@ -1,6 +1,6 @@
 """Elastic (weight-sharing) layers and the MBConv blocks built from them."""
-from mednns.layers.blocks import ElasticMBConv, MBConv
-from mednns.layers.elastic import ElasticBatchNorm2d, ElasticDepthwiseConv2d, ElasticPointwiseConv2d
+from mednns.nn.layers.blocks import ElasticMBConv, MBConv
+from mednns.nn.layers.elastic import ElasticBatchNorm2d, ElasticDepthwiseConv2d, ElasticPointwiseConv2d
 
 __all__ = [
     "ElasticBatchNorm2d",

@@ -7,8 +7,9 @@ from typing import Any, Iterator
 
 from torch import Tensor, nn
 
-from mednns.layers import ElasticMBConv, MBConv
-from mednns.space import Arch, SearchSpace
+from mednns.nn.config import ModelConfig
+from mednns.nn.layers import ElasticMBConv, MBConv
+from mednns.nn.space import Arch, SearchSpace
 
 
 def _stem(in_channels: int, width: int, stride: int) -> nn.Sequential:
@@ -34,11 +35,14 @@ def _head(in_channels: int, width: int) -> nn.Sequential:
 
 
 class StaticNet(nn.Module):
-    """One subnet as an ordinary network: plain layers holding only the parameters of `arch`."""
+    """One subnet as an ordinary network: plain layers holding only the parameters of `arch`.
+
+    `cfg` says what it is and takes (see `ModelConfig`); `StaticNet.from_config(cfg)` rebuilds it.
+    """
 
     def __init__(
         self,
-        arch: Arch,
+        cfg: ModelConfig,
         stem: nn.Module,
         first_block: MBConv,
         blocks: list[MBConv],
@@ -46,7 +50,8 @@ class StaticNet(nn.Module):
         classifier: nn.Linear,
     ) -> None:
         super().__init__()
-        self.arch = arch
+        self.cfg = cfg
+        self.arch = Arch.from_json(cfg.arch)
         self.stem = stem
         self.first_block = first_block
         self.blocks = nn.Sequential(*blocks)
@@ -60,10 +65,21 @@ class StaticNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.forward_features(x))
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the classifier with a freshly initialised one, e.g. to fine-tune on another task."""
-        weight = self.classifier.weight
-        self.classifier = nn.Linear(weight.shape[1], num_classes, device=weight.device, dtype=weight.dtype)
+    @classmethod
+    def from_config(cls, cfg: ModelConfig) -> StaticNet:
+        """The network `cfg` describes, randomly initialised (load a state dict for its weights)."""
+        space, arch = SearchSpace.from_dict(cfg.space), Arch.from_json(cfg.arch)
+        space.validate(arch)
+        blocks, channels = [], space.stem_width
+        for stage, (width, stride) in enumerate(zip(space.widths, space.strides)):
+            for index in range(arch.depths[stage]):
+                slot = stage * space.max_depth + index
+                blocks.append(MBConv(channels, width, arch.kernels[slot], arch.expands[slot],
+                                     stride if index == 0 else 1))
+                channels = width
+        return cls(cfg, _stem(cfg.in_channels, space.stem_width, space.stem_stride(cfg.image_size)),
+                   MBConv(space.stem_width, space.stem_width, kernel=3, expand=1, stride=1), blocks,
+                   _head(channels, space.head_width), nn.Linear(space.head_width, cfg.num_classes))
 
 
 class Supernet(nn.Module):
@@ -79,6 +95,9 @@ class Supernet(nn.Module):
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.image_size = image_size
+        # The dataset the weights are trained on (its name, task and class names), set by whoever
+        # knows it (the trainer, `load_supernet`): it goes into every extracted subnet's config.
+        self.dataset: dict = {}
         self.stem = _stem(in_channels, space.stem_width, space.stem_stride(image_size))
         self.first_block = MBConv(space.stem_width, space.stem_width, kernel=3, expand=1, stride=1)
         stages = []
@@ -131,7 +150,7 @@ class Supernet(nn.Module):
         self.space.validate(arch)
         blocks = [block.extract(kernel, expand) for block, kernel, expand in self._blocks_of(arch)]
         net = StaticNet(
-            arch,
+            self.model_config(arch),
             copy.deepcopy(self.stem),
             copy.deepcopy(self.first_block),
             blocks,
@@ -139,6 +158,14 @@ class Supernet(nn.Module):
             copy.deepcopy(self.classifier),
         )
         return net.train(self.training)
+
+    def model_config(self, arch: Arch) -> ModelConfig:
+        """The config of `extract(arch)`."""
+        d = self.dataset
+        return ModelConfig(architecture="mbconv", in_channels=self.in_channels, image_size=self.image_size,
+                           num_classes=self.num_classes, task=d.get("task", "multi-class"),
+                           class_names=tuple(d.get("class_names", ())) or tuple(map(str, range(self.num_classes))),
+                           source=d.get("source", ""), arch=arch.to_json(), space=self.space.to_dict())
 
     def config(self) -> dict[str, Any]:
         """JSON-able constructor arguments, to rebuild the supernet from a checkpoint."""

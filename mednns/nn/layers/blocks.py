@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from mednns.layers.elastic import ElasticBatchNorm2d, ElasticDepthwiseConv2d, ElasticPointwiseConv2d
+from mednns.nn.layers.elastic import ElasticBatchNorm2d, ElasticDepthwiseConv2d, ElasticPointwiseConv2d
 
 
 class MBConv(nn.Module):

@@ -10,7 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-from mednns.errors import MedNNSError
+
+class ServerError(RuntimeError):
+    """The test server could not start."""
 
 
 def free_port() -> int:
@@ -49,7 +51,7 @@ class MlflowServer:
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise MedNNSError(f"mlflow server exited ({self.proc.returncode}); see {self.root / 'server.log'}")
+                raise ServerError(f"mlflow server exited ({self.proc.returncode}); see {self.root / 'server.log'}")
             try:
                 if requests.get(self.uri + "/health", timeout=1).ok:
                     return self
@@ -57,7 +59,7 @@ class MlflowServer:
                 pass
             time.sleep(0.3)
         self.stop()
-        raise MedNNSError(f"mlflow server did not answer on {self.uri} within {timeout:.0f} s")
+        raise ServerError(f"mlflow server did not answer on {self.uri} within {timeout:.0f} s")
 
     def stop(self, kill: bool = False) -> None:
         """Stop the server and its workers (SIGKILL with kill=True: as if the machine died)."""

@@ -1,0 +1,111 @@
+"""Choosing the model for a new dataset: query the meta-space, keep what meets the budget, try the top
+k zoo subnets with a head fit on the new data, fine-tune the best one.
+
+`select` needs only the meta-space (anything with `query(images, k, constraints)`) and a `SubnetStore`
+over the supernet checkpoints the zoo was built from; it runs with no MLflow server and no DVC repo.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass, field, replace
+
+import pandas as pd
+from torch import nn
+
+from mednns.data.npz import MedDataset
+from mednns.selector.export import npz_layout
+from mednns.selector.finetune import FinetuneConfig, fit_head
+from mednns.train.device import resolve_device
+from mednns.train.loop import score_split, train
+from mednns.utils.errors import MedNNSError
+from mednns.zoo.store import SubnetStore
+
+log = logging.getLogger(__name__)
+
+BUDGET_KEYS = ("max_params", "max_macs", "max_latency_ms")
+
+
+@dataclass(frozen=True)
+class SelectConfig:
+    """`params.yaml: select` (the `mednns select` options are the same knobs)."""
+
+    dataset: str = "breastmnist"      # the dataset the `select` stage runs on (held out of the zoo)
+    k: int = 5                        # meta-space candidates tried
+    budget: dict = field(default_factory=dict)   # max_params, max_macs, max_latency_ms
+    probe_epochs: int = 0             # training epochs per candidate before the pick (0: closed-form head only)
+    convergence_epochs: int = 10      # the `convergence` stage: epochs of each method
+    device: str = "cpu"
+
+
+@dataclass
+class Selection:
+    """The outcome of `select`: every candidate tried, the chosen one, and its trained network."""
+
+    dataset: str
+    candidates: pd.DataFrame     # meta-space ranking of the top k, with `probe_val_acc` of each tried
+    chosen: pd.Series
+    net: nn.Module               # its `cfg` says what it is and takes
+    history: list[dict]          # val scores per fine-tuning epoch of the chosen network
+    val: dict[str, float]
+    test: dict[str, float]
+    budget: dict = field(default_factory=dict)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    seconds: float = 0.0
+
+
+def check_budget(budget: dict | None) -> dict:
+    budget = {key: v for key, v in (budget or {}).items() if v is not None}
+    unknown = set(budget) - set(BUDGET_KEYS)
+    if unknown:
+        raise MedNNSError(f"unknown budget key(s) {', '.join(sorted(unknown))}: use {', '.join(BUDGET_KEYS)}")
+    return budget
+
+
+def select(ds: MedDataset, metaspace, store: SubnetStore, *, k: int = 5, budget: dict | None = None,
+           finetune: FinetuneConfig = FinetuneConfig(), probe_epochs: int = 0, device: str = "cpu") -> Selection:
+    """Pick, adapt and fine-tune the zoo model that suits `ds` best (see the module docstring).
+
+    Candidates come from `store` with the supernet's statistics: `fit_head` re-estimates them on `ds`
+    before anything is scored, so the zoo's recalibration would be overwritten. Every one of the top `k` candidates gets a head fit on `ds`
+    (and `probe_epochs` of training); the best on val is fine-tuned for `finetune.epochs`. Raises
+    MedNNSError when nothing meets `budget`.
+    """
+    t0 = time.time()
+    device = str(resolve_device(device))
+    budget = check_budget(budget)
+    ranked = metaspace.query(npz_layout(ds.images("train")), k=k, constraints=budget or None)
+    if ranked is None or len(ranked) == 0:
+        raise MedNNSError(f"no zoo model meets the budget {budget}; relax --max-params / --max-macs / "
+                          "--max-latency-ms")
+    ranked = ranked.head(k).reset_index(drop=True)
+    probe_cfg = replace(finetune, epochs=probe_epochs)
+    tried, nets = [], []
+    for row in ranked.itertuples():
+        net = store.extract(row.source_dataset, row.arch_json)
+        net = fit_head(net, ds, finetune, device)
+        if probe_epochs:
+            train(net, ds, probe_cfg, device, desc=f"probe {row.arch_id}")
+        score = score_split(net, ds, "val", device)
+        log.info("candidate %s from %s: predicted %.3f, val acc %.4f after head fit%s", row.arch_id,
+                 row.source_dataset, row.predicted_score, score["acc"],
+                 f" + {probe_epochs} epoch(s)" if probe_epochs else "")
+        tried.append(score)
+        nets.append(net)
+    ranked["probe_val_acc"] = [s["acc"] for s in tried]
+    ranked["probe_val_auc"] = [s["auc"] for s in tried]
+    # Ties (common on small val splits) go to the meta-space's ranking.
+    best = int(ranked.sort_values(["probe_val_acc", "predicted_score"], ascending=False, kind="stable").index[0])
+    net = nets[best]
+    history, val = [], tried[best]
+    if finetune.epochs:
+        net = copy.deepcopy(net)  # the candidate's probe state stays as it was scored
+        history = train(net, ds, finetune, device, desc=f"fine-tune {ranked.arch_id[best]}")
+        val = score_split(net, ds, "val", device)
+    net.eval()
+    return Selection(
+        dataset=ds.spec.name, candidates=ranked, chosen=ranked.iloc[best], net=net, history=history,
+        val=val, test=score_split(net, ds, "test", device), budget=budget, finetune=finetune,
+        seconds=time.time() - t0)

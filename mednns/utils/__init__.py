@@ -1,0 +1,1 @@
+"""Small shared pieces: user errors, atomic file output, logging, and the params.yaml config reader."""

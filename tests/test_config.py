@@ -1,0 +1,72 @@
+"""The one config rule: every params.yaml section is read by one reader into its config class, which
+refuses unknown keys and wrong types in one line; code defaults are params.yaml's values."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import REPO
+from mednns import MedNNSError, from_section
+from mednns.data import PrepareConfig
+from mednns.metaspace import FeatureConfig, MetaSpaceConfig
+from mednns.metaspace.loo import EvaluateConfig
+from mednns.selector import FinetuneConfig, SelectConfig
+from mednns.train.supernet import SupernetConfig
+from mednns.zoo import ZooConfig
+from registry.models import RegisterConfig
+
+SECTIONS = {"prepare": PrepareConfig, "supernet": SupernetConfig, "zoo": ZooConfig, "register": RegisterConfig,
+            "features": FeatureConfig, "metaspace": MetaSpaceConfig, "evaluate": EvaluateConfig,
+            "select": SelectConfig, "finetune": FinetuneConfig}
+
+
+def _params(name: str) -> dict:
+    return yaml.safe_load((REPO / name).read_text())
+
+
+@pytest.mark.parametrize("name", ["params.yaml", "params-full.yaml"])
+def test_every_section_of_both_params_files_reads_through_its_config(name):
+    params = _params(name)
+    assert set(params) == {"datasets", *SECTIONS}, "a section without a config class is read by nobody"
+    for section, cls in SECTIONS.items():
+        cfg = from_section(cls, params[section], section)
+        assert set(vars(cfg)) == set(params[section]), f"{name} {section}: every knob is written out"
+
+
+def test_code_defaults_are_the_demo_params():
+    params = _params("params.yaml")
+    for section, cls in SECTIONS.items():
+        assert cls() == from_section(cls, params[section], section), section
+
+
+@pytest.mark.parametrize("section,key,value,message", [
+    ("zoo", "num_arch", 5, "unknown setting"),
+    ("zoo", "num_archs", "many", "expected an integer"),
+    ("zoo", "num_archs", True, "expected an integer"),
+    ("supernet", "lr", "fast", "expected a number"),
+    ("features", "widths", 16, "expected a list"),
+    ("select", "budget", [1, 2], "expected a mapping"),
+    ("prepare", "download", "yes", "true or false"),
+])
+def test_a_wrong_setting_is_one_line_naming_it(section, key, value, message):
+    params = dict(_params("params.yaml")[section])
+    params[key] = value
+    with pytest.raises(MedNNSError, match=message) as err:
+        from_section(SECTIONS[section], params, section)
+    assert f"params.yaml {section}" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_stage_refuses_a_typo_in_params_yaml_before_doing_anything(tmp_path):
+    params = _params("params.yaml")
+    params["prepare"]["sise"] = 64
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    out = subprocess.run([sys.executable, "-m", "pipelines.prepare", "bloodmnist", "data/prepared/bloodmnist"],
+                         cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(REPO), "PATH": ""})
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "prepare: unknown setting(s) sise" in out.stderr
+    assert not (tmp_path / "data").exists()
