@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import TINY_SPACE, new_project, run_cli, synthetic_arrays, write_npz
+from conftest import REPO, TINY_SPACE, new_project, run_cli, synthetic_arrays, write_npz
 
 SIZES = {"train": 96, "val": 32, "test": 32}
 ZOO = {"toya": dict(classes=3), "toyb": dict(classes=4, channels=3), "toyc": dict(classes=2)}
@@ -23,8 +23,9 @@ def _dvc(root, *args):
     return subprocess.run(["dvc", *args], cwd=root, capture_output=True, text=True, timeout=900)
 
 
-def _toy_params(params: dict) -> dict:
-    params["datasets"] = list(ZOO)
+def _toy_params(params: dict, datasets=tuple(ZOO), holdout: str = HOLDOUT) -> dict:
+    """Toy sizes for every knob that sets how much work a stage does; everything else as given."""
+    params["datasets"] = list(datasets)
     params["supernet"].update(epochs=2, warmup_epochs=1, batch_size=32, lr=0.05, max_train_per_epoch=0,
                               recalib_images=64, eval_batch_size=64, space=TINY_SPACE)
     params["zoo"].update(num_archs=6, transfer_per_dataset=3, recalib_images=32, recalib_batch=16, eval_batch=64,
@@ -34,7 +35,7 @@ def _toy_params(params: dict) -> dict:
     params["metaspace"].update(steps=20, set_min=8, set_max=16, rows_per_dataset=6, top_models=2,
                                query_images=64, log_every=5)
     params["evaluate"].update(max_candidates=10, logme_images=48)
-    params["select"].update(dataset=HOLDOUT, k=2, convergence_epochs=1)
+    params["select"].update(dataset=holdout, k=2, convergence_epochs=1)
     params["finetune"].update(epochs=1)
     return params
 
@@ -54,6 +55,30 @@ def project(tmp_path_factory):
         result = _dvc(root, "repro")
         assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
         yield root, data_dir
+
+
+# The paper scale's own file (params-full.yaml: GPU device, whole splits, more random archs per step) with
+# toy sizes, on MedMNIST names whose tasks the demo never runs (multi-label, ordinal): a reason to fail on
+# the first GPU run that a CPU could have caught fails here.
+FULL = {"chestmnist": dict(task="multi-label", classes=14), "retinamnist": dict(classes=5, channels=3),
+        "octmnist": dict(classes=4)}
+
+
+def test_every_stage_runs_with_the_paper_scale_params_at_toy_size(tmp_path):
+    data_dir = tmp_path / "medmnist"
+    for i, (name, kw) in enumerate({**FULL, "breastmnist": dict(classes=2)}.items()):
+        write_npz(data_dir / f"{name}.npz", synthetic_arrays(size=28, sizes=SIZES, seed=i, **kw))
+    root = new_project(tmp_path / "project")
+    full = yaml.safe_load((REPO / "params-full.yaml").read_text())
+    assert full["supernet"]["device"] == "cuda"  # falls back to the CPU with a warning
+    (root / "params.yaml").write_text(yaml.safe_dump(_toy_params(full, FULL, "breastmnist")))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MEDNNS_DATA_DIR", str(data_dir))
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        result = _dvc(root, "repro")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert json.loads((root / "metrics/select.json").read_text())["source_supernet"] in FULL
+    assert set(json.loads((root / "metrics/leave_one_out.json").read_text())["datasets"]) == set(FULL)
 
 
 def test_every_stage_writes_its_artefacts(project):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shlex
 import zipfile
 
 import numpy as np
@@ -51,7 +52,8 @@ def toy_zoo(names=NAMES, n_archs=16, seed=0) -> pd.DataFrame:
             base = {"source_dataset": s, "arch_id": a.arch_id, "arch_json": a.to_json(),
                     "encoding": SPACE.encode(a).tolist(), "embedding": rng.normal(size=6).tolist(),
                     "params": int(1000 * size), "macs": int(20000 * size), "latency_ms": 0.1 + size,
-                    "test_acc": 0.5, "test_auc": 0.5, "recalib_images": 64, "recalib_seed": 0, "eval_images": 32}
+                    "test_acc": 0.5, "test_auc": 0.5, "recalib_images": 64, "recalib_seed": 0, "recalib_batch": 16,
+                    "eval_images": 32}
             for t in names:
                 pref = 1.0 if names.index(t) < len(names) // 2 else -1.0
                 acc = 0.6 + 0.15 * pref * size + 0.1 * (s == t) + rng.normal(0, 0.005)
@@ -357,19 +359,20 @@ def test_dvc_repro_of_the_metaspace_stages_and_their_plots(dvc_project, data_dir
     (dvc_project / "models" / "supernets").mkdir(parents=True)  # LogME is off: no checkpoint is read
     run = _dvc(dvc_project, "repro", "--single-item", "train_metaspace")
     assert run.returncode == 0, run.stderr + run.stdout
-    from pipelines import evaluate  # no MLflow in it: in-process, to save a subprocess start
+    from pipelines import leave_one_out  # no MLflow in it: in-process (its cmd's arguments), to save a subprocess
 
+    cmd = yaml.safe_load((dvc_project / "dvc.yaml").read_text())["stages"]["leave_one_out"]["cmd"]
     monkeypatch.chdir(dvc_project)
-    evaluate.main([])
+    leave_one_out.main(shlex.split(cmd)[3:])
     ms = MetaSpace.load(dvc_project / "models" / "metaspace")
     assert len(ms.query(toy_images(3), k=3)) == 3 and len(ms.candidates) == 12
     points = pd.read_csv(dvc_project / "plots" / "metaspace_map.csv")
     assert (points.kind == "dataset").sum() == 2 and (points.kind == "model").sum() == 12
     assert (dvc_project / "plots" / "metaspace_map.png").stat().st_size > 0
     assert (dvc_project / "mlflow.db").is_file()
-    result = json.loads((dvc_project / "metrics" / "evaluate.json").read_text())
+    result = json.loads((dvc_project / "metrics" / "leave_one_out.json").read_text())
     assert set(result["datasets"]) == set(names) and "metaspace" in result["mean"]
-    assert "| meta-space |" in (dvc_project / "metrics" / "evaluate.md").read_text()
+    assert "| meta-space |" in (dvc_project / "metrics" / "leave_one_out.md").read_text()
 
     mine = ["metrics/fid.csv", "plots/metaspace_map.csv", "plots/metaspace_map.png", "plots/metaspace_loss.csv"]
     shown = _dvc(dvc_project, "plots", "show", "--json", *mine)
@@ -383,7 +386,7 @@ def test_dvc_repro_of_the_metaspace_stages_and_their_plots(dvc_project, data_dir
     assert "<DVC_METRIC" not in json.dumps(specs["plots/metaspace_map.csv"]["content"])
     assert specs["plots/metaspace_map.png"]["type"] == "image"
     metrics = _dvc(dvc_project, "metrics", "show", "--json")
-    assert "metrics/evaluate.json" in metrics.stdout
+    assert "metrics/leave_one_out.json" in metrics.stdout
 
 
 def test_training_rows_are_cross_dataset_unless_own_rows_are_asked_for():

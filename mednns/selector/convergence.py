@@ -11,6 +11,7 @@ import torch
 from mednns.data.npz import MedDataset
 from mednns.nn.factory import create_model, dataset_model_config, random_like
 from mednns.selector.finetune import FinetuneConfig, fit_head
+from mednns.train.device import resolve_device
 from mednns.train.loop import score_split, train
 from mednns.zoo.store import SubnetStore
 
@@ -22,6 +23,7 @@ METHODS = ("selected", "same_arch_random_init", "resnet18_scratch")
 def convergence(ds: MedDataset, store: SubnetStore, source: str, arch_json: str, cfg: FinetuneConfig,
                 device: str = "cpu") -> pd.DataFrame:
     """One row per epoch: test accuracy of each method after that epoch (one cosine run of cfg.epochs)."""
+    device = str(resolve_device(device))
     selected = fit_head(store.extract(source, arch_json), ds, cfg, device)
     nets = {
         "selected": selected,

@@ -19,6 +19,7 @@ from mednns.nn.checkpoint import load_supernet
 from mednns.data.npz import MedDataset
 from mednns.utils.errors import MedNNSError
 from mednns.utils.io import atomic_path, sha256_file
+from mednns.train.device import resolve_device
 from mednns.zoo.sampling import sample_unique
 from mednns.zoo.schema import COLUMNS
 from mednns.zoo.scoring import ScoringConfig, SubnetScorer
@@ -55,7 +56,8 @@ def build_zoo(checkpoint: str | Path, source: MedDataset, targets: list[MedDatas
     """Score `cfg.num_archs` archs of the supernet in `checkpoint`; write the table to `out` (parquet) and
     the subnets' recalibrated BatchNorm statistics beside it (`bn_stats_path(out)`)."""
     out = Path(out)
-    supernet, meta = load_supernet(checkpoint, device=cfg.device)
+    device = resolve_device(cfg.device)
+    supernet, meta = load_supernet(checkpoint, device=device)
     if meta["spec"].name != source.spec.name:
         raise MedNNSError(f"{checkpoint}: supernet of {meta['spec'].name}, not of {source.spec.name}")
     targets = [t for t in targets if t.spec.name != source.spec.name]
@@ -76,7 +78,7 @@ def build_zoo(checkpoint: str | Path, source: MedDataset, targets: list[MedDatas
         log.info("%s: resuming zoo build, %d of %d shards already scored", source.spec.name,
                  len(chunks) - len(todo), len(chunks))
 
-    scorer = SubnetScorer(supernet, source, targets, cfg.scoring(), device=cfg.device)
+    scorer = SubnetScorer(supernet, source, targets, cfg.scoring(), device=device)
     bar = tqdm(total=sum(len(chunks[i]) for i in todo), desc=f"zoo {source.spec.name}", unit="subnet",
                mininterval=1.0 if sys.stderr.isatty() else 30.0)
     for i in todo:

@@ -25,6 +25,7 @@ from mednns.nn.bn import recalibrate_bn
 from mednns.nn.checkpoint import load_supernet
 from mednns.nn.space import Arch
 from mednns.nn.supernet import StaticNet, Supernet
+from mednns.train.device import resolve_device
 from mednns.utils.errors import MedNNSError
 from mednns.utils.io import atomic_path
 
@@ -159,7 +160,7 @@ class SubnetStore:
     def __init__(self, checkpoints: str | Path | Callable[[str], Path], device: str | torch.device = "cpu",
                  keep: int = 4):
         self._locate = checkpoints if callable(checkpoints) else (lambda s, d=Path(checkpoints): d / f"{s}.pt")
-        self.device, self.keep = torch.device(device), keep
+        self.device, self.keep = resolve_device(str(device)), keep
         self._nets: OrderedDict[str, tuple[Supernet, dict]] = OrderedDict()
 
     def checkpoint(self, source: str) -> Path:
