@@ -37,7 +37,7 @@ def list_models(dataset: str | None = None, min_acc: float | None = None, max_pa
     val_acc, val_auc, test_acc, test_auc, checkpoint_md5, git_commit.
     """
     reg = Registry(uri)
-    # One tag condition per query: each one is a join on the tags table (measured ~2x per condition).
+    # One tag condition per query: each one is a join on the tags table.
     filt = f"tags.dataset = '{_check_dataset(dataset)}'" if dataset else "tags.kind = 'subnet'"
     rows = [_row(v) for v in reg.search_versions(filt) if v.tags.get("kind") == "subnet"]
     cols = ["name", "version", "dataset", "arch_id", *BROWSE_COLUMNS, "checkpoint_md5", "git_commit"]

@@ -11,37 +11,28 @@ Mapping (the measurements behind it are below)
   has another best subnet, and the older versions stay loadable;
 * ``mednns.metaspace`` with alias ``champion`` for the meta-space model.
 
-Why not one registered model per dataset with a version per subnet? Measured with
-`python -m benchmarks.registry_register --n 2000 --compare` (local `mlflow server`, SQLite, 4 workers,
-8 client threads, same 16 tags per version both ways, a busy 2-core machine), seconds:
+Why not one registered model per dataset with a version per subnet? A model's page in the UI loads all
+of its versions, and the server caps one page at 10^4 versions, so a dataset model with a version per
+subnet cannot be browsed; searching is as fast either way (`python -m benchmarks.registry_register
+--compare` measures both layouts; the README has the figures). One model per subnet keeps each page
+short (its checkpoints), the model list is paged and searchable by name (``name LIKE
+'mednns.bloodmnist.%'``) or tag (``tags.arch_id``, ``tags.dataset``), and a version's history means what
+MLflow versions are for: the same network from successive checkpoints. The price is one more call per
+*new* subnet (create the model); re-runs and new checkpoints of existing subnets pay nothing.
 
-| operation                                         | per subnet | per dataset |
-| ------------------------------------------------- | ---------- | ----------- |
-| register 2000 (threads)                           | 86.6       | 41.1        |
-| find one subnet by name / by arch_id tag          | 0.052      | 0.056       |
-| open a model's page (search its versions, the UI) | 0.052      | 1.81 (35x)  |
-| first page of the model list (name LIKE, 25)      | 0.038      | 0.080       |
-| every subnet of a dataset with tags (list_models) | 1.91       | 2.12        |
+No weights are copied per subnet. Per supernet checkpoint (and zoo BatchNorm statistics file) one tiny
+pyfunc artifact (an MLmodel file and a JSON pointer: repo-relative paths + DVC md5s) is logged once to a
+run of the experiment ``mednns-registry``; every version of every subnet of that checkpoint uses it as
+its ``source`` and carries its config (``config``: what it is and takes), the arch (``arch_json``), the
+zoo's recalibration settings and all browse tags: dataset, arch_id, params, macs, latency_ms, val/test acc
+and auc, eval_images, git_commit, checkpoint(_md5), bn_stats(_md5), zoo_md5. `registry.lookup.load_model`
+gets the subnet from `mednns.SubnetStore` (checkpoint and statistics found by md5 in the workspace or the
+DVC cache, see registry.artifacts): the network the zoo scored. `mlflow.pyfunc.load_model("models:/<name>/<v>")`
+does the same through registry.flavor, which reads the name and version MLflow writes next to the
+downloaded artifact.
 
-Searching is as fast either way, but a model's page loads all its versions: linear in the versions
-(1.8 s at 2000, so ~9 s at 10^4 and ~90 s at 10^5, and the server caps one page at 10^4 versions),
-so a dataset model with a version per subnet cannot be browsed in the UI. One model per subnet keeps
-each page short (its checkpoints), the model list is paged and searchable by name
-(``name LIKE 'mednns.bloodmnist.%'``) or tag (``tags.arch_id``, ``tags.dataset``), and a version's
-history means what MLflow versions are for: the same network from successive checkpoints. The price
-is one more call per *new* subnet (create the model): registration takes ~2x as long, 10^4 subnets in
-~7-8 min on this machine (target < 10 min); re-runs and new checkpoints of existing subnets pay nothing.
-
-No weights are copied per subnet. Per supernet checkpoint one tiny pyfunc artifact (an MLmodel file
-and a JSON pointer: repo-relative path + DVC md5) is logged once to a run of the experiment
-``mednns-registry``; every version of every subnet of that checkpoint uses it as its ``source`` and
-carries the arch (``arch_json``) and all browse tags: dataset, arch_id, params, macs, latency_ms,
-val/test acc and auc, git_commit, checkpoint, checkpoint_md5, zoo_md5. `registry.lookup.load_model` rebuilds
-`extract(arch)` from the checkpoint found by md5 (workspace or DVC cache, see registry.artifacts);
-`mlflow.pyfunc.load_model("models:/<name>/<v>")` does the same through registry.flavor, which reads
-the name and version MLflow writes next to the downloaded artifact.
-
-Idempotent and resumable: a version is keyed by the tag ``key = <dataset>:<arch_id>:<checkpoint md5>``.
+Idempotent and resumable: a version is one exact network, keyed by the tag
+``key = <dataset>:<arch_id>:<checkpoint md5>:<hash of its BatchNorm statistics>``.
 A sync first lists (in one bulk search) the versions that exist for a checkpoint and creates only the
 missing ones (a rescored zoo of the same checkpoint only refreshes the score tags);
 RESOURCE_ALREADY_EXISTS on a model is fine; after creating it searches again and deletes

@@ -32,7 +32,7 @@ def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: n
     cov1, cov2 = np.atleast_2d(cov1).astype(np.float64), np.atleast_2d(cov2).astype(np.float64)
     if mu1.shape != mu2.shape or cov1.shape != cov2.shape:
         raise MedNNSError(f"feature dimensions differ ({mu1.shape} vs {mu2.shape}): features of different extractors")
-    # Small matrices: BLAS threads only fight each other (100x slower on a busy 2-core machine).
+    # Small matrices: BLAS threads only fight each other.
     with threadpool_limits(1):
         s1 = _psd_sqrt(cov1)
         m = s1 @ cov2 @ s1

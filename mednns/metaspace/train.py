@@ -179,7 +179,7 @@ class _Trainer:
         return losses
 
     def fit(self, progress: bool = True) -> pd.DataFrame:
-        # The networks are tiny: one thread is ~10x faster than two fighting over a busy CPU.
+        # The networks are tiny: one thread is faster than two fighting over a busy CPU.
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:

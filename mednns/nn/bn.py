@@ -34,8 +34,8 @@ def recalibrate_bn(net: nn.Module, batches) -> nn.Module:
 def fold_bn(net: nn.Module, inplace: bool = False) -> nn.Module:
     """`net` for inference with every BatchNorm folded into the convolution that feeds it.
 
-    The same function with a third fewer kernels to run: eval passes (zoo scoring, head fitting,
-    evaluation) are about 1.35x faster on this CPU. Pairs are a Conv2d followed by a BatchNorm2d in a
+    The same function with a third fewer kernels to run, for every eval pass (zoo scoring, head fitting,
+    evaluation; the README's zoo-speed notes say what it gains). Pairs are a Conv2d followed by a BatchNorm2d in a
     Sequential, or a module's `<name>_conv` and `<name>_bn` (MBConv's layout). Eval mode only: the
     folded net has no statistics to update, so it must not be trained or recalibrated.
     """

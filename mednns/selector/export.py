@@ -30,8 +30,8 @@ from mednns.utils.io import atomic_path
 
 log = logging.getLogger(__name__)
 
-# The TorchScript exporter: ~0.7 s for our nets against ~10 s for the dynamo one, same graph ops,
-# and the selector's time-to-ONNX budget is 10 s.
+# The TorchScript exporter: the same graph ops as the dynamo one in a fraction of its time, which counts
+# against the selector's time-to-ONNX budget (benchmarks/select_speed.py).
 OPSET = 17
 TOLERANCE = 1e-4
 

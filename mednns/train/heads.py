@@ -46,7 +46,7 @@ def fit_logistic_head(feats: np.ndarray, labels: np.ndarray, task: Task, num_cla
                 bias[col] = _CERTAIN if classes[0] else -_CERTAIN
             continue
         # One BLAS thread: right after a forward pass torch's OpenMP workers still spin on the other
-        # core, and a multi-threaded BLAS fighting them made each fit ~12x slower in the zoo.
+        # core, and a multi-threaded BLAS fighting them made each fit many times slower in the zoo.
         with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
             # Features of a few hundred images are often separable: lbfgs stops at max_iter, which
             # regularises like early stopping and bounds the zoo's per-subnet cost.
