@@ -15,13 +15,14 @@ from mednns.data import PrepareConfig
 from mednns.metaspace import FeatureConfig, MetaSpaceConfig
 from mednns.metaspace.loo import EvaluateConfig
 from mednns.selector import FinetuneConfig, SelectConfig
+from mednns.selector.benchmark import BenchmarkConfig
 from mednns.train.supernet import SupernetConfig
 from mednns.zoo import ZooConfig
 from registry.models import RegisterConfig
 
 SECTIONS = {"prepare": PrepareConfig, "supernet": SupernetConfig, "zoo": ZooConfig, "register": RegisterConfig,
             "features": FeatureConfig, "metaspace": MetaSpaceConfig, "evaluate": EvaluateConfig,
-            "select": SelectConfig, "finetune": FinetuneConfig}
+            "select": SelectConfig, "finetune": FinetuneConfig, "benchmark": BenchmarkConfig}
 
 
 def _params(name: str) -> dict:

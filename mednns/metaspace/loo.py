@@ -38,7 +38,8 @@ from mednns.metaspace.features import DatasetFeatures, FeatureConfig, read_train
 from mednns.metaspace.fid import frechet_distance
 from mednns.metaspace.logme import label_matrix, logme
 from mednns.metaspace.train import SCORE, MetaSpaceConfig, train_metaspace
-from mednns.zoo.store import BNStats, SubnetStore, seeded_subset
+from mednns.data.subsets import seeded_subset
+from mednns.zoo.store import BNStats, SubnetStore
 
 log = logging.getLogger(__name__)
 

@@ -9,20 +9,27 @@ from torch import nn
 
 from mednns.nn.baselines import ResNet18
 from mednns.nn.config import ModelConfig
+from mednns.nn.efficientnet import EfficientNetLite0, load_imagenet
 from mednns.nn.supernet import StaticNet
 from mednns.utils.errors import MedNNSError
 
 _BUILDERS: dict[str, Callable[[ModelConfig], nn.Module]] = {
     "mbconv": StaticNet.from_config,
     "resnet18": ResNet18,
+    "efficientnet_lite0": EfficientNetLite0,
 }
+# Architectures with published pretrained weights: `source` names them in a config.
+_PRETRAINED = {("efficientnet_lite0", "imagenet"): load_imagenet}
 
 
 def create_model(cfg: ModelConfig, state_dict: dict | None = None) -> nn.Module:
-    """The network `cfg` describes: randomly initialised, or with `state_dict`'s weights (eval mode)."""
+    """The network `cfg` describes: with `state_dict`'s weights (eval mode), with published pretrained
+    weights when `cfg.source` names them (`efficientnet_lite0` from "imagenet"), else randomly initialised."""
     if cfg.architecture not in _BUILDERS:
         raise MedNNSError(f"unknown architecture {cfg.architecture!r}; known: {', '.join(sorted(_BUILDERS))}")
     net = _BUILDERS[cfg.architecture](cfg)
+    if state_dict is None and (cfg.architecture, cfg.source) in _PRETRAINED:
+        net = _PRETRAINED[(cfg.architecture, cfg.source)](net)
     if state_dict is not None:
         net.load_state_dict(state_dict)
         net.eval()

@@ -64,17 +64,12 @@ def check_budget(budget: dict | None) -> dict:
     return budget
 
 
-def select(ds: MedDataset, metaspace, store: SubnetStore, *, k: int = 5, budget: dict | None = None,
-           finetune: FinetuneConfig = FinetuneConfig(), probe_epochs: int = 0, device: str = "cpu") -> Selection:
-    """Pick, adapt and fine-tune the zoo model that suits `ds` best (see the module docstring).
-
-    Candidates come from `store` with the supernet's statistics: `fit_head` re-estimates them on `ds`
-    before anything is scored, so the zoo's recalibration would be overwritten. Every one of the top `k` candidates gets a head fit on `ds`
-    (and `probe_epochs` of training); the best on val is fine-tuned for `finetune.epochs`. Raises
-    MedNNSError when nothing meets `budget`.
-    """
-    t0 = time.time()
-    device = str(resolve_device(device))
+def shortlist(ds: MedDataset, metaspace, store: SubnetStore, *, k: int = 5, budget: dict | None = None,
+              finetune: FinetuneConfig = FinetuneConfig(), probe_epochs: int = 0,
+              device: str = "cpu") -> tuple[pd.DataFrame, list[nn.Module], int]:
+    """The first half of `select`: the meta-space's top `k` under `budget`, each with a head fit on `ds`
+    (and `probe_epochs` of training), scored on val. Returns (ranking with `probe_val_acc`, their
+    networks, the index of the best one)."""
     budget = check_budget(budget)
     ranked = metaspace.query(npz_layout(ds.images("train")), k=k, constraints=budget or None)
     if ranked is None or len(ranked) == 0:
@@ -84,8 +79,8 @@ def select(ds: MedDataset, metaspace, store: SubnetStore, *, k: int = 5, budget:
     probe_cfg = replace(finetune, epochs=probe_epochs)
     tried, nets = [], []
     for row in ranked.itertuples():
-        net = store.extract(row.source_dataset, row.arch_json)
-        net = fit_head(net, ds, finetune, device)
+        # The supernet's statistics are fine here: `fit_head` re-estimates them on `ds` first.
+        net = fit_head(store.extract(row.source_dataset, row.arch_json), ds, finetune, device)
         if probe_epochs:
             train(net, ds, probe_cfg, device, desc=f"probe {row.arch_id}")
         score = score_split(net, ds, "val", device)
@@ -98,8 +93,22 @@ def select(ds: MedDataset, metaspace, store: SubnetStore, *, k: int = 5, budget:
     ranked["probe_val_auc"] = [s["auc"] for s in tried]
     # Ties (common on small val splits) go to the meta-space's ranking.
     best = int(ranked.sort_values(["probe_val_acc", "predicted_score"], ascending=False, kind="stable").index[0])
+    return ranked, nets, best
+
+
+def select(ds: MedDataset, metaspace, store: SubnetStore, *, k: int = 5, budget: dict | None = None,
+           finetune: FinetuneConfig = FinetuneConfig(), probe_epochs: int = 0, device: str = "cpu") -> Selection:
+    """Pick, adapt and fine-tune the zoo model that suits `ds` best (see the module docstring).
+
+    `shortlist`, then the best candidate on val is fine-tuned for `finetune.epochs` (ending with its best
+    val epoch when `finetune.keep_best`). Raises MedNNSError when nothing meets `budget`.
+    """
+    t0 = time.time()
+    device = str(resolve_device(device))
+    ranked, nets, best = shortlist(ds, metaspace, store, k=k, budget=budget, finetune=finetune,
+                                   probe_epochs=probe_epochs, device=device)
     net = nets[best]
-    history, val = [], tried[best]
+    history, val = [], {"acc": ranked.probe_val_acc[best], "auc": ranked.probe_val_auc[best]}
     if finetune.epochs:
         net = copy.deepcopy(net)  # the candidate's probe state stays as it was scored
         history = train(net, ds, finetune, device, desc=f"fine-tune {ranked.arch_id[best]}")
@@ -107,5 +116,5 @@ def select(ds: MedDataset, metaspace, store: SubnetStore, *, k: int = 5, budget:
     net.eval()
     return Selection(
         dataset=ds.spec.name, candidates=ranked, chosen=ranked.iloc[best], net=net, history=history,
-        val=val, test=score_split(net, ds, "test", device), budget=budget, finetune=finetune,
+        val=val, test=score_split(net, ds, "test", device), budget=check_budget(budget), finetune=finetune,
         seconds=time.time() - t0)

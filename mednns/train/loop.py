@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import sys
@@ -15,7 +16,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mednns.data.npz import MedDataset
-from mednns.nn.bn import fold_bn
+from mednns.data.subsets import seeded_subset
+from mednns.nn.bn import fold_bn, recalibrate_bn
+from mednns.train.augment import random_shift
 from mednns.train.batches import iterate, predict
 from mednns.train.losses import task_loss
 from mednns.train.metrics import evaluate_scores
@@ -30,9 +33,14 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 128
     lr: float = 2.0e-3
+    backbone_lr_scale: float = 1.0   # learning rate of everything but the classifier, relative to lr
     weight_decay: float = 1.0e-4
     label_smoothing: float = 0.1
-    max_train_images: int = 0   # per epoch (0: the whole train split)
+    max_shift: int = 2               # augmentation: random translation, pixels per 28 px of input
+    bn_images: int = 512             # train images BatchNorm statistics are re-estimated on before each
+                                     # evaluation (0: keep the running averages, which lag a fast-moving net)
+    keep_best: bool = True           # end with the weights of the epoch that scored best on val
+    max_train_images: int = 0        # per epoch (0: the whole train split)
     seed: int = 0
 
 
@@ -61,17 +69,43 @@ def score_split(net: nn.Module, ds: MedDataset, split: str, device="cpu") -> dic
     return evaluate_scores(ds.labels(split), logits, ds.spec.task)
 
 
+def precise_bn(net: nn.Module, ds: MedDataset, cfg: TrainConfig, device) -> None:
+    """BatchNorm statistics of `net` re-estimated exactly on a seeded train subset (leaves eval mode)."""
+    if not cfg.bn_images:
+        net.eval()
+        return
+    idx = seeded_subset(ds.spec.splits["train"], cfg.bn_images, np.random.default_rng([cfg.seed, 11]))
+    recalibrate_bn(net, (x for x, _ in iterate(ds.images("train")[idx], None, eval_batch(device),
+                                               **input_kwargs(net, device))))
+
+
+def _param_groups(net: nn.Module, cfg: TrainConfig) -> list[dict]:
+    head = {id(p) for p in getattr(net, net.cfg.classifier).parameters()}
+    body = [p for p in net.parameters() if id(p) not in head]
+    groups = [{"params": [p for p in net.parameters() if id(p) in head], "lr": cfg.lr}]
+    if body:
+        groups.insert(0, {"params": body, "lr": cfg.lr * cfg.backbone_lr_scale})
+    return groups
+
+
 def train(net: nn.Module, ds: MedDataset, cfg: TrainConfig, device="cpu",
           on_epoch: Callable[[int, dict], None] | None = None, desc: str = "train") -> list[dict]:
-    """Train all of `net` for `cfg.epochs` on `ds`'s train split; val scores after every epoch."""
+    """Train all of `net` for `cfg.epochs` on `ds`'s train split, scoring val after every epoch.
+
+    `on_epoch(epoch, record)` sees the network of that epoch (eval mode). With `cfg.keep_best` the
+    network ends with the weights of its best val epoch (the first of equals), marked in the history.
+    """
     net.to(device).to(memory_format=torch.channels_last)
     n = ds.spec.splits["train"]
     per_epoch = min(n, cfg.max_train_images) if cfg.max_train_images else n
     steps = max(1, cfg.epochs * math.ceil(per_epoch / cfg.batch_size))
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.15,
-                                                anneal_strategy="cos")
-    history = []
+    groups = _param_groups(net, cfg)
+    opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in groups], total_steps=steps,
+                                                pct_start=0.15, anneal_strategy="cos")
+    shift = max(1, round(cfg.max_shift * net.cfg.image_size / 28)) if cfg.max_shift else 0
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history, best, best_state = [], -1.0, None
     for epoch in range(cfg.epochs):
         rng = np.random.default_rng([cfg.seed, epoch])
         torch.manual_seed(cfg.seed * 1000 + epoch)
@@ -83,18 +117,27 @@ def train(net: nn.Module, ds: MedDataset, cfg: TrainConfig, device="cpu",
         for x, y in tqdm(batches, total=math.ceil(per_epoch / cfg.batch_size), leave=False,
                          desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}",
                          mininterval=1.0 if sys.stderr.isatty() else 30.0):
+            x = random_shift(x, shift, gen).contiguous(memory_format=torch.channels_last) if shift else x
             opt.zero_grad(set_to_none=True)
             loss = task_loss(net(x), y, ds.spec.task, cfg.label_smoothing)
             loss.backward()
             opt.step()
             sched.step()
             total += loss.item() * len(x)
+        precise_bn(net, ds, cfg, device)
         scores = score_split(net, ds, "val", device)
         record = {"epoch": epoch + 1, "train_loss": total / per_epoch, "val_acc": scores["acc"],
                   "val_auc": scores["auc"]}
         history.append(record)
         log.info("%s epoch %d/%d: loss %.4f, val acc %.4f", desc, epoch + 1, cfg.epochs, record["train_loss"],
                  record["val_acc"])
+        if cfg.keep_best and scores["acc"] > best:
+            best, best_state = scores["acc"], copy.deepcopy(net.state_dict())
         if on_epoch:
             on_epoch(epoch, record)
+    if cfg.keep_best and best_state is not None:
+        net.load_state_dict(best_state)
+        chosen = max(history, key=lambda r: (r["val_acc"], -r["epoch"]))
+        chosen["kept"] = True
+    net.eval()
     return history

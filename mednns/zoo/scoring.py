@@ -22,7 +22,8 @@ from mednns.train.heads import fit_logistic_head
 from mednns.train.metrics import evaluate_scores
 from mednns.nn.space import Arch
 from mednns.nn.supernet import StaticNet, Supernet
-from mednns.zoo.store import Recalibration, bn_state, seeded_subset
+from mednns.data.subsets import seeded_subset
+from mednns.zoo.store import Recalibration, bn_state
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mednns.data.subsets import seeded_subset
 from mednns.nn.bn import recalibrate_bn
 from mednns.nn.checkpoint import load_supernet
 from mednns.nn.space import Arch
@@ -32,11 +33,6 @@ from mednns.utils.io import atomic_path
 log = logging.getLogger(__name__)
 
 BN_FORMAT = "mednns.bnstats/1"
-
-
-def seeded_subset(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
-    """Sorted indices of k of n items drawn by `rng` (all n when k is 0 or >= n)."""
-    return np.arange(n) if not k or k >= n else np.sort(rng.choice(n, k, replace=False))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,71 @@
+"""Stage `selection_benchmark`: every method's pick fine-tuned on every target dataset it has never seen
+-> `<out>.csv` (every run), `<out>.json` (a DVC metric), `<out>.md` (the README tables) and a plot."""
+
+import argparse
+from dataclasses import asdict, replace
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+
+from mednns.data import load_prepared
+from mednns.metaspace import DatasetFeatures, FeatureConfig, MetaSpaceConfig, train_metaspace
+from mednns.metaspace.loo import SubnetFeatures
+from mednns.selector import FinetuneConfig, SelectConfig
+from mednns.selector.benchmark import (BenchmarkConfig, Target, candidates_without, markdown, plot, run_target,
+                                       summary)
+from mednns.utils.io import atomic_path, write_json
+from mednns.zoo import BNStats, SubnetStore, ZooConfig, bn_stats_path, read_zoo
+from pipelines.stage import config, datasets, run
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="selection_benchmark")
+    parser.add_argument("holdout", nargs="*", help="prepared folders of datasets held out of the zoo")
+    parser.add_argument("--zoo", required=True)
+    parser.add_argument("--features", required=True)
+    parser.add_argument("--supernets", required=True)
+    parser.add_argument("--data", required=True, help="folder of the zoo's prepared datasets")
+    parser.add_argument("--out", required=True, help="results, without suffix")
+    parser.add_argument("--plot", required=True, help="the figure (.png)")
+    args = parser.parse_args(argv)
+    names, zoo_dir = datasets(), Path(args.zoo)
+    cfg, ft = config("benchmark", BenchmarkConfig), config("finetune", FinetuneConfig)
+    ms_cfg, feature_cfg = config("metaspace", MetaSpaceConfig), config("features", FeatureConfig)
+    device = config("select", SelectConfig).device
+    zoo = read_zoo([zoo_dir / f"{d}.parquet" for d in names])
+    features = {d: DatasetFeatures.load(Path(args.features) / f"{d}.npz") for d in names}
+    store = SubnetStore(args.supernets, device)
+    subnets = SubnetFeatures(store, lambda d: BNStats.load(bn_stats_path(zoo_dir / f"{d}.parquet")),
+                             config("zoo", ZooConfig).eval_batch)
+
+    def target(ds, exclude):
+        @lru_cache(maxsize=None)
+        def metaspace(seed):  # trained without the target: it is neither a source nor a target
+            return train_metaspace(zoo, features, replace(ms_cfg, seed=seed), feature_cfg, exclude=exclude)[0]
+        return Target(ds, metaspace, candidates_without(zoo, ds.spec.name),
+                      {d: f for d, f in features.items() if d not in exclude})
+
+    targets = [target(load_prepared(Path(args.data) / d), [d]) for d in names]
+    targets += [target(load_prepared(h), []) for h in args.holdout]
+    rows = pd.concat([run_target(t, cfg, ft, store, subnets, feature_cfg, device) for t in targets],
+                     ignore_index=True)
+    with atomic_path(f"{args.out}.csv") as tmp:
+        rows.to_csv(tmp, index=False, float_format="%.5f")
+    kept = summary(rows)
+    write_json(f"{args.out}.json", {
+        "settings": {"benchmark": asdict(cfg), "finetune": asdict(ft)},
+        "mean": {regime: {m: {"test_acc": round(float(g.test_acc.mean()), 4),
+                              "test_acc_seed_std": round(float(g.test_acc_std.mean()), 4),
+                              "test_auc": round(float(g.test_auc.mean()), 4),
+                              "regret": round(float(g.regret.mean()), 4),
+                              "query_seconds": round(float(g.query_seconds.mean()), 2)}
+                          for m, g in r.groupby("method")} for regime, r in kept.groupby("regime")}})
+    with atomic_path(f"{args.out}.md") as tmp:
+        tmp.write_text(markdown(rows, cfg.methods))
+    with atomic_path(args.plot) as tmp:
+        plot(rows, tmp, cfg.methods)
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,87 @@
+"""The selection benchmark on a real (tiny) zoo: every method picks and fine-tunes, the selector's pick is
+exactly `select`'s, no method ends predicting a constant, and the tables come out."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import tiny_config, tiny_dataset
+from mednns.metaspace import FeatureConfig, MetaSpaceConfig, train_metaspace
+from mednns.metaspace.features import features_of_images
+from mednns.metaspace.loo import SubnetFeatures
+from mednns.selector import FinetuneConfig, select
+from mednns.selector.benchmark import (METHODS, BenchmarkConfig, Target, candidates_without, markdown, plot,
+                                       run_target, summary)
+from mednns.train.supernet import SupernetTrainer
+from mednns.zoo import BNStats, SubnetStore, ZooConfig, bn_stats_path, build_zoo
+
+FEATURES = FeatureConfig(sample_images=48, image_size=16)
+MS = MetaSpaceConfig(dim=16, hidden=32, heads=2, steps=20, set_min=8, set_max=24, rows_per_dataset=8, top_models=2,
+                     query_images=40)
+FT = FinetuneConfig(epochs=2, batch_size=16, head_images=64, bn_images=64)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory, one_thread):
+    root = tmp_path_factory.mktemp("bench")
+    sets = [tiny_dataset(classes=3, name="aa", seed=0), tiny_dataset(classes=4, channels=3, name="bb", seed=1),
+            tiny_dataset(classes=2, name="cc", seed=2)]
+    cfg = ZooConfig(num_archs=4, transfer_per_dataset=4, shard_size=4, recalib_images=32, recalib_batch=16,
+                    max_eval_images=0, probe_train_images=48, probe_val_images=32, probe_input_images=2, latency_runs=1)
+    tables = []
+    for ds in sets:
+        SupernetTrainer(ds, tiny_config(epochs=1)).fit(root / f"{ds.spec.name}.pt")
+        tables.append(build_zoo(root / f"{ds.spec.name}.pt", ds, [o for o in sets if o is not ds],
+                                root / f"{ds.spec.name}.parquet", cfg))
+    zoo = pd.concat(tables, ignore_index=True)
+    features = {ds.spec.name: features_of_images(ds.images("train"), FEATURES, ds.spec.name) for ds in sets}
+    store = SubnetStore(root)
+    subnets = SubnetFeatures(store, lambda d: BNStats.load(bn_stats_path(root / f"{d}.parquet")), batch=16)
+    holdout = tiny_dataset(classes=2, channels=3, name="hh", seed=7)
+    target = Target(holdout, lambda seed: train_metaspace(zoo, features, MS, FEATURES, progress=False)[0],
+                    candidates_without(zoo, "hh"), features)
+    cfg = BenchmarkConfig(seeds=(0,), report_epochs=(1, 2), train_images=(0, 40), max_train_images=0,
+                          max_test_images=24, logme_images=40, efficientnet_size=32)
+    rows = run_target(target, cfg, FT, store, subnets, FEATURES)
+    return rows, target, store
+
+
+def test_every_method_picks_fine_tunes_and_reports_every_epoch(bench):
+    rows, _, _ = bench
+    assert set(rows.method) == set(METHODS)
+    per_run = rows.groupby(["regime", "seed", "method"]).epoch.apply(lambda e: sorted(map(str, e)))
+    assert all(e == ["0", "1", "2", "kept"] for e in per_run)
+    assert set(rows.regime) == {"full", "40 train images"} and set(rows.seed) == {0}
+    assert ((rows.test_acc >= 0) & (rows.test_acc <= 1)).all() and (rows.query_seconds >= 0).all()
+    # a zoo pick never comes from the target itself, and the ImageNet start is pretrained, not random
+    assert set(rows.source.dropna()) <= {"aa", "bb", "cc"}
+
+
+def test_no_method_ends_predicting_one_class(bench):
+    """Trained on all of the (learnable) train split, a network that predicts a constant is a bug in its
+    recipe (stale BatchNorm statistics did exactly that), not a result."""
+    rows, _, _ = bench
+    kept = rows[(rows.epoch.astype(str) == "kept") & (rows.regime == "full")]
+    assert (kept.predicted_classes > 1).all(), kept[kept.predicted_classes <= 1][["method", "regime", "seed"]]
+
+
+def test_the_selectors_pick_is_what_mednns_select_picks(bench):
+    rows, target, store = bench
+    full = rows[(rows.regime == "full") & (rows.method == "selector") & (rows.seed == 0)].iloc[0]
+    sel = select(target.ds, target.metaspace(0), store, k=5, finetune=FinetuneConfig(epochs=0, head_images=64,
+                                                                                    bn_images=64))
+    assert (full.source, full.arch_id) == (sel.chosen.source_dataset, sel.chosen.arch_id)
+
+
+def test_the_tables_and_the_plot(bench, tmp_path):
+    rows, _, _ = bench
+    s = summary(rows)
+    assert set(s.method) == set(METHODS) and (s.regret >= 0).all() and (s.groupby(["regime"]).regret.min() == 0).all()
+    text = markdown(rows)
+    assert "| selector (`mednns select`) |" in text and "full" in text and "40 train images" in text
+    plot(rows, tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 1000
