@@ -291,17 +291,46 @@ def test_judge_and_baselines_on_a_known_ranking():
     assert rnd["top1_regret"] == pytest.approx(0.9 - actual.mean())
 
 
+_TRAIN_AND_SAVE = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_metaspace import FEATURES, NAMES, features_of_images, small_config, toy_images, toy_zoo
+from mednns.metaspace import train_metaspace
+feats = {{n: features_of_images(toy_images(i), FEATURES, n) for i, n in enumerate(NAMES)}}
+train_metaspace(toy_zoo(), feats, small_config(steps=40), FEATURES, progress=False)[0].save(sys.argv[1])
+"""
+
+
+def test_two_runs_in_two_processes_give_the_same_metaspace(tmp_path):
+    """Same inputs, same meta-space: a rerun (another process, as `dvc repro` on another day) changes nothing."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = _TRAIN_AND_SAVE.format(tests=str(Path(__file__).parent))
+    for run in ("a", "b"):
+        out = subprocess.run([sys.executable, "-c", code, str(tmp_path / run)], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-2000:]
+    a, b = (torch.load(tmp_path / run / "weights.pt", weights_only=True) for run in ("a", "b"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_leave_one_out_reports_every_method_and_dataset(toy_features):
     zoo = toy_zoo(n_archs=10)
-    cfg = EvaluateConfig(top_k=3, max_candidates=20, logme=False)
+    cfg = EvaluateConfig(top_k=3, max_candidates=20, logme=False, metaspace_seeds=(0, 1))
     results = leave_one_out(zoo, toy_features, small_config(steps=30), FEATURES, cfg, progress=False)
-    assert set(results.dataset) == set(NAMES)
+    assert set(results.dataset) == set(NAMES) and set(results.seed) == {0, 1}
+    # one meta-space per seed; the baselines do not depend on it
+    base = results[results.method != "metaspace"]
+    pd.testing.assert_frame_equal(base[base.seed == 0].drop(columns="seed").reset_index(drop=True),
+                                  base[base.seed == 1].drop(columns="seed").reset_index(drop=True))
+    assert "±" in markdown(results, 3)
     assert set(results.method) == {"metaspace", "fid_largest", "random", "oracle"}
     for d in NAMES:
         cands = evaluation_candidates(zoo, d, 20, 0)
         assert len(cands) == 20 and d not in set(cands.source_dataset)
         assert set(cands.groupby("source_dataset").params.idxmax().map(cands.arch_id)) <= set(cands.arch_id)
-        r = results[results.dataset == d].set_index("method")
+        r = results[(results.dataset == d) & (results.seed == 0)].set_index("method")
         assert r.loc["oracle", "top1_regret"] == 0 and r.loc["oracle", "kendall_tau"] == pytest.approx(1)
         assert r.loc["random", "top1_regret"] == pytest.approx(cands.transfer_acc.max() - cands.transfer_acc.mean())
         assert (r.top1_regret >= -1e-12).all() and (r.top3_regret <= r.top1_regret + 1e-12).all()

@@ -20,7 +20,7 @@ import functools
 import json
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import comb
 from pathlib import Path
 from typing import Callable
@@ -54,8 +54,8 @@ class EvaluateConfig:
     max_candidates: int = 300   # per left-out dataset (seeded subset; each source's largest kept)
     logme: bool = True          # needs the supernet checkpoints
     logme_images: int = 300     # seeded subset of the left-out dataset's train split
-    seed: int = 0
-
+    seed: int = 0               # the candidate and image subsets
+    metaspace_seeds: tuple[int, ...] = (0, 1, 2)   # one meta-space per seed: no single seed decides a claim
 
 
 @dataclass
@@ -205,12 +205,15 @@ def leave_one_out(zoo: pd.DataFrame, features: dict[str, DatasetFeatures], ms_cf
         actual = cands[SCORE].to_numpy(np.float64)
         results = {}
         rest = zoo[(zoo.source_dataset != d) & (zoo.target_dataset != d)]
+        per_seed = {}
         if ms_cfg.own_rows or (rest[SCORE].notna() & (rest.source_dataset != rest.target_dataset)).any():
-            ms, _ = train_metaspace(zoo, features, ms_cfg, feature_cfg, exclude=[d], progress=progress)
-            ranked = ms.rank(features[d])
-            pred = cands.merge(ranked[["source_dataset", "arch_id", "predicted_score"]], how="left",
-                               on=["source_dataset", "arch_id"]).predicted_score.fillna(-1e9).to_numpy()
-            results["metaspace"] = judge(pred, actual, cfg.top_k)
+            for seed in cfg.metaspace_seeds:
+                ms, _ = train_metaspace(zoo, features, replace(ms_cfg, seed=seed), feature_cfg, exclude=[d],
+                                        progress=progress)
+                ranked = ms.rank(features[d])
+                pred = cands.merge(ranked[["source_dataset", "arch_id", "predicted_score"]], how="left",
+                                   on=["source_dataset", "arch_id"]).predicted_score.fillna(-1e9).to_numpy()
+                per_seed[seed] = judge(pred, actual, cfg.top_k)
         else:
             log.warning("%s: without it no dataset has transfer rows from another source, so no meta-space can "
                         "be trained; only the baselines are reported", d)
@@ -221,47 +224,60 @@ def leave_one_out(zoo: pd.DataFrame, features: dict[str, DatasetFeatures], ms_cf
         results["fid_largest"] = judge(fid_largest_scores(cands, fid), actual, cfg.top_k)
         results["random"] = random_baseline(actual, cfg.top_k)
         results["oracle"] = judge(actual, actual, cfg.top_k)
-        for method, r in results.items():
-            rows.append({"dataset": d, "method": method, "candidates": len(cands), **r})
-        if "metaspace" in results:
-            log.info("%s: meta-space top-1 regret %.4f (random %.4f), tau %.3f", d,
-                     results["metaspace"]["top1_regret"], results["random"]["top1_regret"],
-                     results["metaspace"]["kendall_tau"])
+        for seed in cfg.metaspace_seeds:  # the baselines do not depend on the meta-space's seed
+            ours = {"metaspace": per_seed[seed]} if seed in per_seed else {}
+            for method, r in {**ours, **results}.items():
+                rows.append({"dataset": d, "method": method, "seed": seed, "candidates": len(cands), **r})
+        if per_seed:
+            log.info("%s: meta-space top-1 regret %s (random %.4f)", d,
+                     " ".join(f"{r['top1_regret']:.4f}" for r in per_seed.values()), results["random"]["top1_regret"])
     if not rows:
         raise MedNNSError("no dataset has transfer rows from at least one other source: nothing to evaluate")
     return pd.DataFrame(rows)
 
 
 def summary(results: pd.DataFrame) -> dict:
-    """Nested dict for `metrics/evaluate.json`: per dataset and on average, per method."""
-    metrics = [c for c in results.columns if c not in ("dataset", "method", "candidates")]
-    out: dict = {"datasets": {}, "mean": {}}
-    for (d, m), r in results.set_index(["dataset", "method"]).iterrows():
-        out["datasets"].setdefault(d, {})[m] = {k: round(float(r[k]), 6) for k in metrics}
-        out["datasets"][d]["candidates"] = int(r["candidates"])
+    """Nested dict for the stage's JSON metrics: per dataset and on average, per method, the mean over the
+    meta-space seeds and the std over them (`<metric>_seed_std`)."""
+    metrics = [c for c in results.columns if c not in ("dataset", "method", "candidates", "seed")]
+    out: dict = {"datasets": {}, "mean": {}, "seeds": sorted(int(s) for s in results.seed.unique())}
+    for (d, m), g in results.groupby(["dataset", "method"], sort=False):
+        out["datasets"].setdefault(d, {})[m] = {
+            **{k: round(float(g[k].mean()), 6) for k in metrics},
+            **{f"{k}_seed_std": round(float(g[k].std(ddof=0)), 6) for k in metrics}}
+        out["datasets"][d]["candidates"] = int(g.candidates.iloc[0])
     for m, g in results.groupby("method", sort=False):
-        out["mean"][m] = {k: round(float(g[k].mean()), 6) for k in metrics}
+        by_seed = g.groupby("seed")[metrics].mean()  # mean over datasets, per seed
+        out["mean"][m] = {**{k: round(float(by_seed[k].mean()), 6) for k in metrics},
+                          **{f"{k}_seed_std": round(float(by_seed[k].std(ddof=0)), 6) for k in metrics}}
     return out
 
 
 def markdown(results: pd.DataFrame, k: int = 5) -> str:
-    """The tables for the README: mean over datasets, then top-1 regret and tau per dataset."""
+    """The tables for the README: mean over datasets (± std over meta-space seeds), then top-1 regret and
+    tau per dataset."""
     order = [m for m in METHODS if m in set(results.method)]
     names = {"metaspace": "meta-space", "logme": "LogME", "fid_largest": "largest subnet of FID-nearest source",
              "random": "random zoo model (expected)", "oracle": "oracle"}
-    g = results.groupby("method")
-    lines = [f"Leave-one-dataset-out over {results.dataset.nunique()} datasets; regrets in accuracy points "
-             "(transfer probe accuracy of the best candidate minus that of the pick).", "",
+    seeds = sorted(results.seed.unique())
+    lines = [f"Leave-one-dataset-out over {results.dataset.nunique()} datasets, meta-spaces of {len(seeds)} seeds "
+             "(mean ± std over seeds of the mean over datasets); regrets in accuracy points (transfer probe "
+             "accuracy of the best candidate minus that of the pick).", "",
              f"| method | Kendall tau | top-1 regret | top-{k} regret |", "| --- | ---: | ---: | ---: |"]
+
+    def cell(g, col, scale=1.0, digits=2):
+        per_seed = g.groupby("seed")[col].mean() * scale
+        return f"{per_seed.mean():.{digits}f} ± {per_seed.std(ddof=0):.{digits}f}"
+
     for m in order:
-        r = g.get_group(m)
-        lines.append(f"| {names[m]} | {r.kendall_tau.mean():.3f} | {100 * r.top1_regret.mean():.2f} | "
-                     f"{100 * r[f'top{k}_regret'].mean():.2f} |")
+        g = results[results.method == m]
+        lines.append(f"| {names[m]} | {cell(g, 'kendall_tau', digits=3)} | {cell(g, 'top1_regret', 100)} | "
+                     f"{cell(g, f'top{k}_regret', 100)} |")
     datasets = sorted(results.dataset.unique())
-    lines += ["", "Per dataset: top-1 regret (accuracy points) / Kendall tau; candidates = zoo models of the other "
-              "sources with a measured transfer score.", "",
+    lines += ["", "Per dataset: top-1 regret (accuracy points) / Kendall tau, mean over seeds; candidates = zoo "
+              "models of the other sources with a measured transfer score.", "",
               "| method | " + " | ".join(datasets) + " |", "| --- |" + " ---: |" * len(datasets)]
-    table = results.set_index(["method", "dataset"])
+    table = results.groupby(["method", "dataset"])[["top1_regret", "kendall_tau"]].mean()
     for m in order:
         cells = [f"{100 * table.loc[(m, d), 'top1_regret']:.2f} / {table.loc[(m, d), 'kendall_tau']:.2f}"
                  if (m, d) in table.index else "-" for d in datasets]
