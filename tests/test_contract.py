@@ -7,13 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from mednns.data.spec import DatasetSpec, Task
 from mednns.nn import ModelConfig, SearchSpace, Supernet, create_model
 from mednns.nn.bn import fold_bn
 from mednns.selector.export import export_onnx, onnx_predict
 from mednns.train.supernet import median_arch
+from test_supernet import NUM_CLASSES, perturbed_supernet
 
 SPACE = SearchSpace()
 ARCHS = {"largest": SPACE.largest(), "smallest": SPACE.smallest(), "median": median_arch(SPACE),
@@ -24,17 +24,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _supernet(channels: int, size: int) -> Supernet:
-    """Statistics and affine parameters far from their initial values, so a wrong slice shows."""
-    torch.manual_seed(channels * 100 + size)
-    net = Supernet(SPACE, channels, 4, size)
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_(0.0, 0.1)
-                m.running_mean.normal_(0.0, 0.1)
-                m.running_var.uniform_(0.5, 2.0)
-    return net.eval()
+    return perturbed_supernet(channels, size, seed=channels * 100 + size).eval()
 
 
 @pytest.mark.parametrize("arch,channels,size", CASES)
@@ -51,7 +41,8 @@ def test_a_subnet_is_the_supernet_slice_its_config_rebuilds(arch, channels, size
         assert torch.equal(rebuilt(x), net(x))
         torch.testing.assert_close(fold_bn(net)(x), net(x), rtol=1e-4, atol=1e-4)
     cfg = net.cfg
-    assert (cfg.in_channels, cfg.image_size, cfg.num_classes, cfg.arch_id) == (channels, size, 4, ARCHS[arch].arch_id)
+    assert (cfg.in_channels, cfg.image_size, cfg.num_classes, cfg.arch_id) == (channels, size, NUM_CLASSES,
+                                                                           ARCHS[arch].arch_id)
 
 
 @pytest.mark.parametrize("arch,channels,size", [c for c in CASES if c[0] in ("largest", "smallest", "sampled0")])
@@ -60,7 +51,7 @@ def test_a_subnet_exports_to_onnx_that_matches_pytorch(tmp_path, arch, channels,
     rng = np.random.default_rng(0)
     shape = (6, size, size) if channels == 1 else (6, size, size, 3)
     images = rng.integers(0, 256, size=shape, dtype=np.uint8)
-    spec = DatasetSpec("toy", Task.MULTI_CLASS, channels, 4, size, {"train": 6, "val": 6, "test": 6})
+    spec = DatasetSpec("toy", Task.MULTI_CLASS, channels, NUM_CLASSES, size, {"train": 6, "val": 6, "test": 6})
     report = export_onnx(net, spec, tmp_path / "m.onnx", images[..., None] if channels == 1 else images)
     assert report.max_abs_diff <= 1e-4 and report.argmax_agree == 1.0
     from mednns.data.tensors import to_tensor

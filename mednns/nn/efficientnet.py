@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mednns.nn.config import ModelConfig
+from mednns.nn.layers import MBConv
 from mednns.utils.errors import MedNNSError
 
 # (expand ratio, kernel, stride, output channels, repeats) per stage, as in the reference implementation.
@@ -44,29 +45,16 @@ def _bn(channels: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(channels, eps=BN_EPS)
 
 
-class LiteBlock(nn.Module):
-    """MBConv without squeeze-excitation: 1x1 expand -> BN -> ReLU6 -> kxk depthwise -> BN -> ReLU6 ->
-    1x1 project -> BN (+ identity when the shape allows)."""
+class LiteBlock(MBConv):
+    """The zoo's MBConv with the checkpoint's conventions: "SAME" depthwise padding, TensorFlow's epsilon."""
 
     def __init__(self, in_channels: int, out_channels: int, expand: int, kernel: int, stride: int):
-        super().__init__()
+        super().__init__(in_channels, out_channels, kernel, expand, stride)
         mid = in_channels * expand
-        self.use_residual = stride == 1 and in_channels == out_channels
-        self.act = nn.ReLU6(inplace=True)
-        self.expand_conv = nn.Conv2d(in_channels, mid, 1, bias=False) if expand != 1 else None
-        self.expand_bn = _bn(mid) if expand != 1 else None
         self.dw_conv = SameConv2d(mid, mid, kernel, stride, groups=mid, bias=False)
-        self.dw_bn = _bn(mid)
-        self.project_conv = nn.Conv2d(mid, out_channels, 1, bias=False)
-        self.project_bn = _bn(out_channels)
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = x
-        if self.expand_conv is not None:
-            out = self.act(self.expand_bn(self.expand_conv(out)))
-        out = self.act(self.dw_bn(self.dw_conv(out)))
-        out = self.project_bn(self.project_conv(out))
-        return x + out if self.use_residual else out
+        for bn in (self.expand_bn, self.dw_bn, self.project_bn):
+            if bn is not None:
+                bn.eps = BN_EPS
 
 
 class EfficientNetLite0(nn.Module):
