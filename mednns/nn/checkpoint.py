@@ -12,7 +12,7 @@ from mednns.utils.errors import MedNNSError
 from mednns.utils.io import atomic_path
 from mednns.nn.supernet import Supernet
 
-FORMAT = "mednns.nn.supernet/1"
+FORMAT = "mednns.supernet/1"
 
 
 def save_supernet(path: str | Path, net: Supernet, spec: DatasetSpec, summary: dict) -> None:
