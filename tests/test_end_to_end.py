@@ -36,7 +36,9 @@ def _toy_params(params: dict, datasets=tuple(ZOO), holdout: str = HOLDOUT) -> di
                                query_images=64, log_every=5)
     params["evaluate"].update(max_candidates=10, logme_images=48)
     params["select"].update(dataset=holdout, k=2, convergence_epochs=1)
-    params["finetune"].update(epochs=1)
+    params["finetune"].update(epochs=1, bn_images=32, head_images=48, recalib_images=32)
+    params["benchmark"].update(seeds=[0], report_epochs=[1], train_images=[0], max_train_images=48,
+                               max_test_images=32, logme_images=48, efficientnet_size=32, k=2)
     return params
 
 

@@ -195,3 +195,16 @@ def test_config_rebuilds_an_equivalent_supernet():
     x = torch.randn(2, 1, 128, 128)
     with torch.no_grad():
         assert torch.equal(rebuilt(x), net(x))
+
+
+def test_a_checkpoint_of_an_earlier_release_still_loads(tmp_path):
+    """Checkpoints are DVC-versioned for years: the format tag they carry must keep loading."""
+    from mednns.data.spec import DatasetSpec, Task
+    from mednns.nn.checkpoint import load_supernet
+
+    net = perturbed_supernet(1)
+    spec = DatasetSpec("old", Task.BINARY, 1, 2, 28, {"train": 1, "val": 1, "test": 1}, ("a", "b"))
+    torch.save({"format": "mednns.supernet/1", "config": net.config(), "spec": spec.to_dict(), "summary": {},
+                "state_dict": net.state_dict()}, tmp_path / "old.pt")
+    loaded, meta = load_supernet(tmp_path / "old.pt")
+    assert meta["spec"].name == "old" and loaded.extract(SPACE.smallest()).cfg.source == "old"

@@ -47,6 +47,7 @@ from mednns.selector.finetune import FinetuneConfig, fit_head
 from mednns.selector.selection import shortlist
 from mednns.data.spec import Task
 from mednns.train.batches import predict
+from mednns.train.device import resolve_device
 from mednns.train.loop import eval_batch, input_kwargs, train
 from mednns.train.metrics import evaluate_scores
 from mednns.zoo.store import SubnetStore
@@ -219,7 +220,7 @@ def regime_name(train_images: int) -> str:
 def run_target(target: Target, cfg: BenchmarkConfig, ft: FinetuneConfig, store: SubnetStore,
                subnets: SubnetFeatures | None, feature_cfg: FeatureConfig, device="cpu") -> pd.DataFrame:
     """Every (regime, seed, method) row for one target dataset."""
-    name = target.ds.spec.name
+    name, device = target.ds.spec.name, str(resolve_device(device))
     ft = replace(ft, max_train_images=cfg.max_train_images)
     rows = []
     for n_train in cfg.train_images:
