@@ -69,8 +69,11 @@ def resolve(name_or_path: str | Path, size: int = 28, root: str | Path | None = 
     text = str(name_or_path)
     path = Path(text).expanduser()
     if text.endswith(".npz") or os.sep in text or path.exists():
+        if path.is_dir():
+            raise DataError(f"{path}: a folder, not an npz file; give the path of the .npz file")
         if not path.is_file():
-            raise DataError(f"{path}: file not found")
+            raise DataError(f"{path}: file not found (relative paths start at the current folder, "
+                            f"{Path.cwd()})")
         flag = _medmnist_flag_of(path)
         return Source(name=flag or _name_from_path(path), path=path,
                       info=medmnist_info(flag) if flag else None)
