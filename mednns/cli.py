@@ -188,21 +188,22 @@ def select_cmd(dataset, k, max_params, max_macs, max_latency_ms, finetune_epochs
 
     from dataclasses import replace
 
-    from mednns.data import load_dataset
-    from mednns.metaspace import MetaSpace
-    from mednns.selector import FinetuneConfig, select
-    from mednns.selector.deliver import card_path_for
-    from mednns.zoo import SubnetStore
-
-    # Everything that can be checked before the work is checked first.
+    # Everything that can be checked before the work (and before torch is imported) is checked first.
+    if export_path and Path(card_path or Path(export_path).with_suffix(".md")).resolve() == Path(export_path).resolve():
+        raise click.BadParameter("the model card cannot be the ONNX file itself", param_hint="--card")
     _folder("meta-space", metaspace, "--metaspace", "fetch it with `dvc pull models/metaspace`")
     _folder("supernet", supernets, "--supernets", "fetch them with `dvc pull models/supernets`")
     if export_path:
-        card_path_for(export_path, card_path)
         if register:
             from registry.tracking import check_reachable, tracking_uri
 
             check_reachable(tracking_uri())
+
+    from mednns.data import load_dataset
+    from mednns.metaspace import MetaSpace
+    from mednns.selector import FinetuneConfig, select
+    from mednns.zoo import SubnetStore
+
     ds = load_dataset(dataset, size=int(size), task=task, num_classes=num_classes)
     ms = MetaSpace.load(metaspace)
     budget = {"max_params": max_params, "max_macs": max_macs, "max_latency_ms": max_latency_ms}
@@ -364,7 +365,7 @@ def remote_add(url, endpoint_url, name, default, access_key_id, no_check) -> Non
 
 @cli.command("export")
 @click.argument("model")
-@click.argument("output", type=click.Path(dir_okay=False))
+@click.argument("output", callback=_onnx_path)
 @click.option("--data", "data_name", help="Dataset (npz or name) whose val images verify the export "
               "[the subnet's own: data/prepared/<dataset>].")
 def export_cmd(model: str, output: str, data_name: str | None) -> None:
@@ -372,7 +373,6 @@ def export_cmd(model: str, output: str, data_name: str | None) -> None:
     from pathlib import Path
 
     from mednns.data import load_dataset, load_prepared
-    from mednns.utils.errors import DEBUG_ENV, MedNNSError, user_message
     from mednns.selector import export_onnx
     from registry.lookup import build_from_tags, resolve_version
 

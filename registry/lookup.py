@@ -72,18 +72,24 @@ def parse_name(name_or_id: str) -> tuple[str, str | None, str | None]:
     return s, None, None
 
 
+def _checked_name(name_or_id: str) -> tuple[str, str | None, str | None]:
+    """`parse_name`, refusing (in one line, before any request) a value MLflow's filters cannot take."""
+    name, version, alias = parse_name(name_or_id.strip())
+    for part, what in ((name, "model name"), (version, "version"), (alias, "alias")):
+        if part is not None:
+            literal(part, what)
+    return name, version, alias
+
+
 def resolve_version(name_or_id: str, reg: Registry | None = None):
     """The ModelVersion that `name_or_id` means.
 
     Accepted: a registered name (latest version), `name/<version>`, `name@<alias>`, a `models:/` URI,
     `<dataset>` (its champion), `<dataset>.<arch_id>`, or a bare arch_id when one dataset has it.
     """
+    name, version, alias = _checked_name(name_or_id)
     reg = reg or Registry()
     c = reg.client
-    name, version, alias = parse_name(name_or_id.strip())
-    for part, what in ((name, "model name"), (version, "version"), (alias, "alias")):
-        if part is not None:
-            literal(part, what)  # a value MLflow cannot take is refused here, in one line
     candidates = [name]
     if not name.startswith(PREFIX + "."):
         candidates.append(f"{PREFIX}.{name}")
@@ -184,12 +190,14 @@ def build_from_tags(tags: dict, repo: str | Path | None = None):
 def load_model(name_or_id: str, repo: str | Path | None = None, uri: str | None = None):
     """A registered model as a torch module (timm style), in eval mode: a subnet is the network its
     zoo row scored (`net.cfg` says what it is and takes); a supernet name gives the supernet."""
+    _checked_name(name_or_id)
     v = resolve_version(name_or_id, Registry(uri))
     return build_from_tags(v.tags, repo)
 
 
 def show(name_or_id: str, uri: str | None = None) -> dict:
     """Everything the registry knows of one entry: name, version, aliases, tags, other versions."""
+    _checked_name(name_or_id)
     reg = Registry(uri)
     v = resolve_version(name_or_id, reg)
     model = reg.call(reg.client.get_registered_model, v.name)

@@ -35,6 +35,8 @@ def _what_it_is(path: Path) -> str:
         return "it is a pickle file, which MedNNS never reads"
     if not head:
         return "it is empty"
+    if head.startswith(b"PK"):
+        return "a truncated or damaged zip archive"
     return "it is not a zip archive"
 
 
@@ -134,12 +136,12 @@ def check_arrays(arrays: dict[str, np.ndarray], where: str) -> None:
             raise DataError(f"{where}: split '{split}' is empty")
         if split == "train" and len(images) < 2:
             raise DataError(f"{where}: train split has 1 image; training needs at least 2")
-        if len(images) != len(labels):
-            raise DataError(f"{where}: {split}_images has {len(images)} images but {split}_labels "
-                            f"has {len(labels)} labels")
         if labels.ndim not in (1, 2) or (labels.ndim == 2 and labels.shape[1] == 0):
             raise DataError(f"{where}: {split}_labels has shape {labels.shape}; expected (N,), (N, 1) "
                             "or (N, labels)")
+        if len(images) != len(labels):
+            raise DataError(f"{where}: {split}_images has {len(images)} images but {split}_labels "
+                            f"has {len(labels)} labels")
         if not (np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.floating)
                 or labels.dtype == np.bool_):
             raise DataError(f"{where}: {split}_labels has dtype {labels.dtype}; expected integers")
