@@ -254,7 +254,7 @@ def zoo() -> None:
 @click.option("--max-macs", type=int, help="Maximum multiply-accumulates at batch 1.")
 @click.option("--max-latency-ms", type=float, help="Maximum CPU latency at batch 1 (zoo measurement).")
 @click.option("--sort", default="val_acc", show_default=True, help="Column to sort by.")
-@click.option("--limit", default=30, show_default=True, help="Rows to print (0: all).")
+@click.option("--limit", default=30, show_default=True, type=click.IntRange(min=0), help="Rows to print (0: all).")
 def zoo_list(dataset, min_acc, max_params, max_macs, max_latency_ms, sort, limit) -> None:
     """List registered subnets, best first."""
     from registry.lookup import list_models
@@ -313,7 +313,8 @@ def registry() -> None:
 @click.option("--supernets", default="models/supernets", show_default=True, type=click.Path(),
               help="Folder of the supernet checkpoints.")
 @click.option("--dataset", "datasets", multiple=True, help="Only these datasets (repeatable).")
-@click.option("--workers", default=8, show_default=True, help="Parallel requests to the server.")
+@click.option("--workers", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Parallel requests to the server.")
 @click.option("--metaspace", type=click.Path(), help="Also register this meta-space folder.")
 def registry_sync(zoo_dir, supernets, datasets, workers, metaspace) -> None:
     """Register every subnet, supernet and champion of the zoo (only what is new)."""
