@@ -45,7 +45,8 @@ def latency_rows(dataset: str, onnx_path: Path) -> list[dict]:
     ds = load_dataset(dataset, download=False)
     sel = select(ds, MetaSpace.load("models/metaspace"), SubnetStore("models/supernets"),
                  finetune=FinetuneConfig(epochs=0))
-    eager = RawImageModel(sel.net.eval(), sel.net.cfg.in_channels, sel.net.cfg.image_size).eval()
+    eager = RawImageModel(sel.net.eval(), sel.net.cfg.in_channels, sel.net.cfg.image_size,
+                          source_size=ds.spec.image_size).eval()  # the graph the export holds
     session = onnx_session(onnx_path)
     images = npz_layout(ds.images("test"))
     rows = []

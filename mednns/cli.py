@@ -8,32 +8,38 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from mednns.utils.errors import MedNNSError
+from mednns.utils.errors import DEBUG_ENV, MedNNSError, user_message
+from mednns.utils.logs import LEVELS as LOG_LEVELS, setup_logging
 
 console = Console()
 
 
 class _Group(click.Group):
-    """Turns user errors into one line and exit code 1, never a traceback."""
+    """The root group: every expected failure of any subcommand becomes one line and exit code 1
+    (`mednns.utils.errors`); a bug keeps its traceback, and `--debug` keeps it for every error."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except MedNNSError as e:
-            raise click.ClickException(str(e)) from None
+        except Exception as e:
+            message = user_message(e, debug=ctx.params.get("debug", False))
+            if message is None:
+                raise
+            raise click.ClickException(message) from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="mednns")
-@click.option("--log-level", default="INFO", show_default=True, help="Logging level.")
-def cli(log_level: str) -> None:
+@click.option("--log-level", default="INFO", show_default=True, envvar="MEDNNS_LOG_LEVEL",
+              type=click.Choice(LOG_LEVELS, case_sensitive=False), help="Logging level [MEDNNS_LOG_LEVEL].")
+@click.option("--debug", is_flag=True, envvar=DEBUG_ENV,
+              help=f"Show the traceback of every error, expected ones too [{DEBUG_ENV}=1].")
+def cli(log_level: str, debug: bool) -> None:
     """MedNNS: pick the architecture and pretrained weights for a new medical-imaging dataset."""
-    from mednns.utils.logs import setup_logging
-
-    setup_logging(log_level)
+    setup_logging(log_level.upper())
 
 
-@cli.group(cls=_Group)
+@cli.group()
 def data() -> None:
     """Inspect, validate and prepare datasets (MedMNIST names or your own npz)."""
 
@@ -44,7 +50,9 @@ _offline = click.option("--no-download", is_flag=True, help="Never download; fai
 _task = click.option("--task", type=click.Choice(["multi-class", "binary-class", "multi-label",
                                                   "ordinal-regression"]),
                      help="Task of your own npz (inferred from its labels if omitted).")
-_classes = click.option("--num-classes", type=int, help="Classes of your own npz (inferred if omitted).")
+_classes = click.option("--num-classes", type=click.IntRange(2, 10_000),
+                        help="Classes of your own npz (inferred from its labels if omitted; needed when a class "
+                             "occurs in no split).")
 
 
 @data.command("info")
@@ -86,36 +94,90 @@ def data_check(npz: str, task: str | None, num_classes: int | None) -> None:
 
 @data.command("prepare")
 @click.argument("dataset")
-@click.option("--out", "out_dir", type=click.Path(), help="Output folder [data/prepared/<name>].")
+@click.option("--out", "out_dir", type=click.Path(), help="Output folder, new or empty [data/prepared/<name>].")
 @_size
 @_offline
-def data_prepare(dataset: str, out_dir: str | None, size: str, no_download: bool) -> None:
+@_task
+@_classes
+def data_prepare(dataset: str, out_dir: str | None, size: str, no_download: bool, task: str | None,
+                 num_classes: int | None) -> None:
     """Validate DATASET and write a prepared copy with its manifest (what the `prepare` stage runs)."""
     from mednns.data import prepare, resolve
+    from mednns.data.prepared import check_out_dir
 
+    if out_dir:
+        check_out_dir(out_dir)  # before a download or a long validation
     name = resolve(dataset, size=int(size), download=not no_download).name
     manifest = prepare(dataset, out_dir or f"data/prepared/{name}", size=int(size),
-                       download=not no_download)
+                       download=not no_download, task=task, num_classes=num_classes)
     console.print(f"prepared {manifest['spec']['name']}: {manifest['spec']['splits']}")
+
+
+def _device(ctx, param, value: str) -> str:
+    import re
+
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", value):
+        raise click.BadParameter(f"{value!r}: use cpu, cuda or cuda:<index>")
+    return value
+
+
+def _onnx_path(ctx, param, value: str | None) -> str | None:
+    from pathlib import Path
+
+    if value is None:
+        return None
+    path = Path(value)
+    if path.suffix != ".onnx":
+        raise click.BadParameter(f"{value!r}: an ONNX file name must end in .onnx (e.g. {path.stem or 'model'}.onnx)")
+    _writable_file(path)
+    return value
+
+
+def _card_path(ctx, param, value: str | None) -> str | None:
+    from pathlib import Path
+
+    if value is not None:
+        _writable_file(Path(value))
+    return value
+
+
+def _writable_file(path) -> None:
+    if path.is_dir():
+        raise click.BadParameter(f"{str(path)!r} is a folder; give a file name")
+    for folder in path.parents:
+        if folder.exists() and not folder.is_dir():
+            raise click.BadParameter(f"{str(path)!r}: {folder} is a file, not a folder")
+
+
+def _folder(what: str, path: str, option: str, fix: str) -> None:
+    from pathlib import Path
+
+    if not Path(path).is_dir():
+        raise MedNNSError(f"{what} folder {path!r} not found (relative paths start at the current folder, "
+                          f"{Path.cwd()}); give it with {option}, or {fix}")
 
 
 @cli.command("select")
 @click.argument("dataset")
-@click.option("--k", default=5, show_default=True, help="Top candidates of the meta-space to try.")
-@click.option("--max-params", type=int, help="Budget: parameters.")
-@click.option("--max-macs", type=int, help="Budget: multiply-accumulates at batch 1.")
-@click.option("--max-latency-ms", type=float, help="Budget: CPU latency at batch 1 (zoo measurement).")
-@click.option("--finetune-epochs", type=int, help="Epochs for the chosen model (0: head fit only) [params.yaml finetune.epochs].")
-@click.option("--probe-epochs", default=0, show_default=True, help="Training epochs for each candidate before the pick.")
-@click.option("--export", "export_path", type=click.Path(dir_okay=False), help="Write the chosen model as ONNX here.")
-@click.option("--card", "card_path", type=click.Path(dir_okay=False), help="Model card [<export>.md].")
+@click.option("--k", default=5, show_default=True, type=click.IntRange(min=1),
+              help="Top candidates of the meta-space to try.")
+@click.option("--max-params", type=click.IntRange(min=1), help="Budget: parameters.")
+@click.option("--max-macs", type=click.IntRange(min=1), help="Budget: multiply-accumulates at batch 1.")
+@click.option("--max-latency-ms", type=click.FloatRange(min=0, min_open=True),
+              help="Budget: CPU latency at batch 1 (zoo measurement).")
+@click.option("--finetune-epochs", type=click.IntRange(min=0),
+              help="Epochs for the chosen model (0: head fit only) [params.yaml finetune.epochs].")
+@click.option("--probe-epochs", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Training epochs for each candidate before the pick.")
+@click.option("--export", "export_path", callback=_onnx_path, help="Write the chosen model as ONNX here (.onnx).")
+@click.option("--card", "card_path", callback=_card_path, help="Model card [<export>.md].")
 @click.option("--metaspace", default="models/metaspace", show_default=True, type=click.Path(),
               help="Meta-space folder (a DVC output of train_metaspace).")
 @click.option("--supernets", default="models/supernets", show_default=True, type=click.Path(),
               help="Folder of the zoo's supernet checkpoints.")
 @click.option("--register/--no-register", default=True, show_default=True,
               help="Register the exported model in MLflow (ONNX flavour).")
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--device", default="cpu", show_default=True, callback=_device, help="cpu, cuda or cuda:<index>.")
 @_size
 @_task
 @_classes
@@ -126,15 +188,27 @@ def select_cmd(dataset, k, max_params, max_macs, max_latency_ms, finetune_epochs
 
     from dataclasses import replace
 
+    # Everything that can be checked before the work (and before torch is imported) is checked first.
+    if export_path and Path(card_path or Path(export_path).with_suffix(".md")).resolve() == Path(export_path).resolve():
+        raise click.BadParameter("the model card cannot be the ONNX file itself", param_hint="--card")
+    _folder("meta-space", metaspace, "--metaspace", "fetch it with `dvc pull models/metaspace`")
+    _folder("supernet", supernets, "--supernets", "fetch them with `dvc pull models/supernets`")
+    if export_path:
+        if register:
+            from registry.tracking import check_reachable, tracking_uri
+
+            check_reachable(tracking_uri())
+
     from mednns.data import load_dataset
     from mednns.metaspace import MetaSpace
     from mednns.selector import FinetuneConfig, select
     from mednns.zoo import SubnetStore
 
     ds = load_dataset(dataset, size=int(size), task=task, num_classes=num_classes)
+    ms = MetaSpace.load(metaspace)
     budget = {"max_params": max_params, "max_macs": max_macs, "max_latency_ms": max_latency_ms}
     finetune = FinetuneConfig() if finetune_epochs is None else replace(FinetuneConfig(), epochs=finetune_epochs)
-    sel = select(ds, MetaSpace.load(metaspace), SubnetStore(supernets, device), k=k, budget=budget,
+    sel = select(ds, ms, SubnetStore(supernets, device), k=k, budget=budget,
                  finetune=finetune, probe_epochs=probe_epochs, device=device)
     table = Table("rank", "source", "arch_id", "predicted", "probe val acc", "params", "MACs", "ms",
                   title=f"{ds.spec.name}: candidates (chosen in bold)")
@@ -152,24 +226,23 @@ def select_cmd(dataset, k, max_params, max_macs, max_latency_ms, finetune_epochs
 
 
 def _export_selection(sel, ds, export_path, card_path, register: bool) -> None:
+    """The ONNX file, its registry entry and its card: all of them, or (on any failure) none."""
     from mednns.selector import deliver
 
-    name = None
-    if register:
-        from registry.selected import selected_model_name
-
-        name = selected_model_name(ds.spec.name)
-    out = deliver(sel, ds, export_path, card_path, registered_as=name)
-    console.print(f"wrote {export_path} (opset {out.onnx.opset}; onnxruntime vs PyTorch on "
-                  f"{out.onnx.images_checked} val images: max abs diff {out.onnx.max_abs_diff:.1e}); "
-                  f"onnxruntime test acc {out.onnx_test['acc']:.4f}; card {out.card}")
+    registrar = None
     if register:
         from registry.selected import register_selection
 
-        console.print(f"registered as {register_selection(sel, ds, out)}")
+        registrar = lambda delivery: register_selection(sel, ds, delivery)  # noqa: E731
+    out = deliver(sel, ds, export_path, card_path, register=registrar)
+    console.print(f"wrote {export_path} (opset {out.onnx.opset}; onnxruntime vs PyTorch on "
+                  f"{out.onnx.images_checked} val images: max abs diff {out.onnx.max_abs_diff:.1e}); "
+                  f"onnxruntime test acc {out.onnx_test['acc']:.4f}; card {out.card}")
+    if out.registered:
+        console.print(f"registered as {out.registered}")
 
 
-@cli.group(cls=_Group)
+@cli.group()
 def zoo() -> None:
     """Browse, load and pull the registered model zoo (MLflow registry; MLFLOW_TRACKING_URI or mlflow.db)."""
 
@@ -181,7 +254,7 @@ def zoo() -> None:
 @click.option("--max-macs", type=int, help="Maximum multiply-accumulates at batch 1.")
 @click.option("--max-latency-ms", type=float, help="Maximum CPU latency at batch 1 (zoo measurement).")
 @click.option("--sort", default="val_acc", show_default=True, help="Column to sort by.")
-@click.option("--limit", default=30, show_default=True, help="Rows to print (0: all).")
+@click.option("--limit", default=30, show_default=True, type=click.IntRange(min=0), help="Rows to print (0: all).")
 def zoo_list(dataset, min_acc, max_params, max_macs, max_latency_ms, sort, limit) -> None:
     """List registered subnets, best first."""
     from registry.lookup import list_models
@@ -230,7 +303,7 @@ def zoo_pull(rev, remote) -> None:
     console.print(f"{out['fetched']} file(s) of {out['rev'] or 'the workspace'} fetched into the {where}")
 
 
-@cli.group(cls=_Group)
+@cli.group()
 def registry() -> None:
     """The MLflow model registry (MLFLOW_TRACKING_URI, or the embedded mlflow.db)."""
 
@@ -240,7 +313,8 @@ def registry() -> None:
 @click.option("--supernets", default="models/supernets", show_default=True, type=click.Path(),
               help="Folder of the supernet checkpoints.")
 @click.option("--dataset", "datasets", multiple=True, help="Only these datasets (repeatable).")
-@click.option("--workers", default=8, show_default=True, help="Parallel requests to the server.")
+@click.option("--workers", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Parallel requests to the server.")
 @click.option("--metaspace", type=click.Path(), help="Also register this meta-space folder.")
 def registry_sync(zoo_dir, supernets, datasets, workers, metaspace) -> None:
     """Register every subnet, supernet and champion of the zoo (only what is new)."""
@@ -255,7 +329,7 @@ def registry_sync(zoo_dir, supernets, datasets, workers, metaspace) -> None:
         console.print(f"meta-space: {register_metaspace(metaspace)}")
 
 
-@cli.group(cls=_Group)
+@cli.group()
 def remote() -> None:
     """The DVC remote that carries the versioned zoo (S3 or S3-compatible)."""
 
@@ -265,22 +339,34 @@ def remote() -> None:
 @click.option("--endpoint-url", help="S3-compatible endpoint (MinIO, moto, ...).")
 @click.option("--name", default="storage", show_default=True, help="DVC remote name.")
 @click.option("--default/--no-default", default=True, show_default=True, help="Make it the default remote.")
-@click.option("--access-key-id", help="Stored in .dvc/config.local (never committed) [environment].")
-@click.option("--secret-access-key", help="Stored in .dvc/config.local (never committed) [environment].")
+@click.option("--access-key-id", help="Keep credentials in .dvc/config.local (never committed); the secret key "
+              "comes from AWS_SECRET_ACCESS_KEY or, in a terminal, a prompt. Without it: the environment.")
 @click.option("--no-check", is_flag=True, help="Do not check the bucket first.")
-def remote_add(url, endpoint_url, name, default, access_key_id, secret_access_key, no_check) -> None:
-    """Configure URL (s3://bucket/prefix) as the DVC remote, after checking the bucket answers."""
+def remote_add(url, endpoint_url, name, default, access_key_id, no_check) -> None:
+    """Configure URL (s3://bucket/prefix) as the DVC remote, after checking the bucket answers.
+
+    The secret key is never an option: an option would put it in the shell history and the process list."""
+    import os
+
     from registry.remote import add_remote
 
+    secret = None
+    if access_key_id:
+        secret = os.environ.get("AWS_SECRET_ACCESS_KEY")
+        if not secret:
+            if not sys.stdin.isatty():
+                raise MedNNSError("--access-key-id needs its secret key: set AWS_SECRET_ACCESS_KEY, or run the "
+                                  "command in a terminal to be asked for it")
+            secret = click.prompt("Secret access key", hide_input=True)
     out = add_remote(url, endpoint_url, name=name, default=default, access_key_id=access_key_id,
-                     secret_access_key=secret_access_key, check=not no_check)
+                     secret_access_key=secret, check=not no_check)
     console.print(f"remote {out['name']!r} -> {url}" + (f" at {endpoint_url}" if endpoint_url else "")
                   + f" (credentials: {out['credentials']}); `dvc push` / `mednns zoo pull` move the zoo")
 
 
 @cli.command("export")
 @click.argument("model")
-@click.argument("output", type=click.Path(dir_okay=False))
+@click.argument("output", callback=_onnx_path)
 @click.option("--data", "data_name", help="Dataset (npz or name) whose val images verify the export "
               "[the subnet's own: data/prepared/<dataset>].")
 def export_cmd(model: str, output: str, data_name: str | None) -> None:
@@ -288,7 +374,6 @@ def export_cmd(model: str, output: str, data_name: str | None) -> None:
     from pathlib import Path
 
     from mednns.data import load_dataset, load_prepared
-    from mednns.utils.errors import MedNNSError
     from mednns.selector import export_onnx
     from registry.lookup import build_from_tags, resolve_version
 

@@ -9,7 +9,7 @@ from mednns.selector import FinetuneConfig, SelectConfig, deliver, select
 from mednns.utils.io import write_json
 from mednns.zoo import SubnetStore
 from pipelines.stage import config, run
-from registry.selected import register_selection, selected_model_name
+from registry.selected import register_selection
 
 
 def main(argv: list[str]) -> None:
@@ -25,8 +25,8 @@ def main(argv: list[str]) -> None:
     name = ds.spec.name
     sel = select(ds, MetaSpace.load(args.metaspace), SubnetStore(args.supernets, cfg.device), k=cfg.k,
                  budget=cfg.budget, finetune=finetune, probe_epochs=cfg.probe_epochs, device=cfg.device)
-    out = deliver(sel, ds, Path(args.out) / f"{name}.onnx", registered_as=selected_model_name(name))
-    uri = register_selection(sel, ds, out)
+    out = deliver(sel, ds, Path(args.out) / f"{name}.onnx", register=lambda d: register_selection(sel, ds, d))
+    uri = out.registered
     write_json(args.metrics, {
         "dataset": name, "source_supernet": sel.net.cfg.source, "arch_id": sel.net.cfg.arch_id,
         "arch_json": sel.net.cfg.arch, "val_acc": sel.val["acc"], "test_acc": sel.test["acc"],

@@ -14,6 +14,7 @@ from typing import Callable, TypeVar
 import yaml
 
 from mednns import MedNNSError, from_section
+from mednns.utils.errors import user_message
 from mednns.utils.logs import setup_logging
 
 PARAMS_FILE = Path("params.yaml")
@@ -40,10 +41,14 @@ def datasets() -> list[str]:
 
 
 def run(main: Callable[[list[str]], None]) -> None:
-    """Run a stage's main(argv); a user error prints one line and exits 1."""
-    setup_logging()
+    """Run a stage's main(argv) under the commands' error contract (`mednns.utils.errors`): an expected
+    failure prints one line and exits 1, a bug keeps its traceback, MEDNNS_DEBUG=1 shows every one."""
     try:
+        setup_logging()
         main(sys.argv[1:])
-    except MedNNSError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except Exception as e:
+        message = user_message(e)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         sys.exit(1)

@@ -7,7 +7,7 @@ import time
 from typing import Any, Callable
 
 from mednns import MedNNSError
-from registry.tracking import check_reachable, tracking_uri
+from registry.tracking import check_reachable, literal, tracking_uri  # noqa: F401 - literal: for the registry
 
 log = logging.getLogger(__name__)
 

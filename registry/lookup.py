@@ -10,7 +10,7 @@ import pandas as pd
 
 from mednns import MedNNSError
 from registry.artifacts import find_repo
-from registry.client import NOT_FOUND, Registry
+from registry.client import NOT_FOUND, Registry, literal
 from registry.models import BROWSE_COLUMNS, CHAMPION, METASPACE, PREFIX, _check_dataset
 
 
@@ -38,7 +38,7 @@ def list_models(dataset: str | None = None, min_acc: float | None = None, max_pa
     """
     reg = Registry(uri)
     # One tag condition per query: each one is a join on the tags table.
-    filt = f"tags.dataset = '{_check_dataset(dataset)}'" if dataset else "tags.kind = 'subnet'"
+    filt = f"tags.dataset = {literal(_check_dataset(dataset))}" if dataset else "tags.kind = 'subnet'"
     rows = [_row(v) for v in reg.search_versions(filt) if v.tags.get("kind") == "subnet"]
     cols = ["name", "version", "dataset", "arch_id", *BROWSE_COLUMNS, "checkpoint_md5", "git_commit"]
     df = pd.DataFrame(rows, columns=cols)
@@ -72,15 +72,24 @@ def parse_name(name_or_id: str) -> tuple[str, str | None, str | None]:
     return s, None, None
 
 
+def _checked_name(name_or_id: str) -> tuple[str, str | None, str | None]:
+    """`parse_name`, refusing (in one line, before any request) a value MLflow's filters cannot take."""
+    name, version, alias = parse_name(name_or_id.strip())
+    for part, what in ((name, "model name"), (version, "version"), (alias, "alias")):
+        if part is not None:
+            literal(part, what)
+    return name, version, alias
+
+
 def resolve_version(name_or_id: str, reg: Registry | None = None):
     """The ModelVersion that `name_or_id` means.
 
     Accepted: a registered name (latest version), `name/<version>`, `name@<alias>`, a `models:/` URI,
     `<dataset>` (its champion), `<dataset>.<arch_id>`, or a bare arch_id when one dataset has it.
     """
+    name, version, alias = _checked_name(name_or_id)
     reg = reg or Registry()
     c = reg.client
-    name, version, alias = parse_name(name_or_id.strip())
     candidates = [name]
     if not name.startswith(PREFIX + "."):
         candidates.append(f"{PREFIX}.{name}")
@@ -99,11 +108,11 @@ def resolve_version(name_or_id: str, reg: Registry | None = None):
             v = reg.call(c.get_model_version_by_alias, cand, CHAMPION, ok=(NOT_FOUND, "INVALID_PARAMETER_VALUE"))
             if v is not None:
                 return v
-        found = reg.search_versions(f"name = '{cand}'")
+        found = reg.search_versions(f"name = {literal(cand)}")
         if found:
             return max(found, key=lambda v: int(v.version))
     if version is None and alias is None and re.fullmatch(r"[0-9a-f]{12}", name):
-        found = reg.search_versions(f"tags.kind = 'subnet' AND tags.arch_id = '{name}'")
+        found = reg.search_versions(f"tags.kind = 'subnet' AND tags.arch_id = {literal(name)}")
         names = sorted({v.name for v in found})
         if len(names) == 1:
             return max(found, key=lambda v: int(v.version))
@@ -181,16 +190,18 @@ def build_from_tags(tags: dict, repo: str | Path | None = None):
 def load_model(name_or_id: str, repo: str | Path | None = None, uri: str | None = None):
     """A registered model as a torch module (timm style), in eval mode: a subnet is the network its
     zoo row scored (`net.cfg` says what it is and takes); a supernet name gives the supernet."""
+    _checked_name(name_or_id)
     v = resolve_version(name_or_id, Registry(uri))
     return build_from_tags(v.tags, repo)
 
 
 def show(name_or_id: str, uri: str | None = None) -> dict:
     """Everything the registry knows of one entry: name, version, aliases, tags, other versions."""
+    _checked_name(name_or_id)
     reg = Registry(uri)
     v = resolve_version(name_or_id, reg)
     model = reg.call(reg.client.get_registered_model, v.name)
-    versions = reg.search_versions(f"name = '{v.name}'")
+    versions = reg.search_versions(f"name = {literal(v.name)}")
     return {"name": v.name, "version": int(v.version), "source": v.source, "run_id": v.run_id,
             "aliases": dict(getattr(model, "aliases", {}) or {}), "tags": dict(v.tags),
             "model_tags": dict(model.tags), "description": model.description,

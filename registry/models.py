@@ -59,7 +59,7 @@ import pandas as pd
 
 from mednns import MedNNSError
 from registry.artifacts import find_repo, git_commit, md5_file, relpath
-from registry.client import ALREADY_EXISTS, NOT_FOUND, Registry
+from registry.client import ALREADY_EXISTS, NOT_FOUND, Registry, literal
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ class ZooRegistrar:
         """(run_id, source URI) of the pyfunc loader artifact for `pointer`, logged once per key."""
         c = self.reg.client
         exp_id = self._experiment_id()
-        runs = self.reg.call(c.search_runs, [exp_id], filter_string=f"tags.key = '{key}'",
+        runs = self.reg.call(c.search_runs, [exp_id], filter_string=f"tags.key = {literal(key)}",
                              order_by=["attributes.start_time ASC"], max_results=50)
         done = [r for r in runs if r.info.status == "FINISHED"]
         if done:
@@ -210,7 +210,7 @@ class ZooRegistrar:
         return len(extra)
 
     def _versions_by_key(self, name: str, key: str) -> list:
-        return self.reg.search_versions(f"name = '{name}' AND tags.key = '{key}'")
+        return self.reg.search_versions(f"name = {literal(name)} AND tags.key = {literal(key)}")
 
     def _ensure_version(self, name: str, key: str, source: str, run_id: str, tags: dict,
                         model_tags: dict, description: str, report: SyncReport | None = None):
@@ -271,11 +271,11 @@ class ZooRegistrar:
 
         # the subnets: one bulk search for what exists, then only the missing ones. A version is one exact
         # network: the checkpoint and the subnet's recalibrated statistics are in its key.
-        existing_versions = self.reg.search_versions(f"tags.checkpoint_md5 = '{md5}' AND tags.kind = 'subnet'")
+        existing_versions = self.reg.search_versions(f"tags.checkpoint_md5 = {literal(md5)} AND tags.kind = 'subnet'")
         keys = {v.tags.get("key") for v in existing_versions}
         if len(keys) < len(existing_versions):  # e.g. a create retried after the server died answering it
             report.duplicates_removed += self._dedupe(existing_versions)
-        models = {m.name for m in self.reg.search_models(f"name LIKE '{dataset_name(dataset)}.%'")}
+        models = {m.name for m in self.reg.search_models(f"name LIKE {literal(dataset_name(dataset) + '.%')}")}
         current = {}
         for v in sorted(existing_versions, key=lambda v: -int(v.version)):
             current[v.tags.get("key")] = v  # the lowest version of a key wins: the one _dedupe keeps
@@ -308,7 +308,7 @@ class ZooRegistrar:
         report.models_created += created_models
         if todo:
             report.duplicates_removed += self._dedupe(
-                self.reg.search_versions(f"tags.checkpoint_md5 = '{md5}' AND tags.kind = 'subnet'"))
+                self.reg.search_versions(f"tags.checkpoint_md5 = {literal(md5)} AND tags.kind = 'subnet'"))
 
         # the champion: best val_acc (ties: the smaller arch_id, so every machine picks the same)
         if len(own):

@@ -51,7 +51,8 @@ def check_bucket(url: str, endpoint_url: str | None = None, access_key_id: str |
         client.head_bucket(Bucket=bucket)
     except bex.NoCredentialsError:
         raise MedNNSError("no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or pass "
-                          "--access-key-id/--secret-access-key (kept in .dvc/config.local)") from None
+                          "--access-key-id (kept in .dvc/config.local; its secret key from AWS_SECRET_ACCESS_KEY "
+                          "or a prompt)") from None
     except (bex.EndpointConnectionError, bex.ConnectTimeoutError, bex.ReadTimeoutError) as e:
         raise MedNNSError(f"S3 endpoint {where} is unreachable ({type(e).__name__})") from None
     except bex.ClientError as e:
@@ -92,7 +93,8 @@ def add_remote(url: str, endpoint_url: str | None = None, name: str = "storage",
     """Configure (or reconfigure) DVC remote `name` at `url`; what `mednns remote add` runs."""
     parse_s3_url(url)
     if bool(access_key_id) != bool(secret_access_key):
-        raise MedNNSError("give both --access-key-id and --secret-access-key, or neither (to use the environment)")
+        raise MedNNSError("an access key id needs its secret access key, and the reverse; give both, or neither "
+                          "(to use the environment)")
     if check:
         check_bucket(url, endpoint_url, access_key_id, secret_access_key)
     with _dvc_repo(repo) as r:

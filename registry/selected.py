@@ -2,7 +2,10 @@
 
 One registered model per target dataset, `mednns.selected.<dataset>` (beside the zoo's
 `mednns.<dataset>.<arch_id>`), a version per distinct ONNX file: the file's sha256 is a version tag,
-so re-running the same selection finds its version instead of adding a copy.
+set when the version is created, so re-running the same selection finds its version instead of adding
+a copy. Every registry call goes through the retrying client (`Registry.call`); a create that was
+retried after the server committed it but failed to answer, or two registrations at once, leave
+duplicates of one sha256 that are removed right after (the lowest version stays).
 """
 
 from __future__ import annotations
@@ -12,24 +15,31 @@ from pathlib import Path
 
 import numpy as np
 
-from mednns import sha256_file
+from mednns import MedNNSError, sha256_file
+from registry.client import ALREADY_EXISTS, NOT_FOUND, Registry, literal
 from registry.tracking import configure, tracked_run
 
 log = logging.getLogger(__name__)
 
 SHA_TAG = "onnx_sha256"
+ALIAS = "latest-selection"
 
 
 def selected_model_name(dataset: str) -> str:
     return f"mednns.selected.{dataset}"
 
 
-def _existing_version(client, name: str, sha: str):
-    try:
-        versions = client.search_model_versions(f"name = '{name}' and tags.{SHA_TAG} = '{sha}'")
-    except Exception:  # the registered model does not exist yet
-        return None
-    return versions[0] if versions else None
+def _versions(reg: Registry, name: str, sha: str) -> list:
+    return reg.search_versions(f"name = {literal(name, 'model name')} AND tags.{SHA_TAG} = {literal(sha)}")
+
+
+def _single(reg: Registry, name: str, found: list):
+    """The lowest version of `found`; the others (duplicates of one file) are deleted."""
+    found = sorted(found, key=lambda v: int(v.version))
+    for extra in found[1:]:
+        log.info("%s: removing duplicate version %s of version %s", name, extra.version, found[0].version)
+        reg.call(reg.client.delete_model_version, name, extra.version, ok=(NOT_FOUND,))
+    return found[0]
 
 
 def register_onnx(onnx_path: str | Path, dataset: str, example: np.ndarray, tags: dict, metrics: dict,
@@ -42,27 +52,33 @@ def register_onnx(onnx_path: str | Path, dataset: str, example: np.ndarray, tags
     from mednns import onnx_predict
 
     configure()
-    client = mlflow.MlflowClient()
+    reg = Registry()
     name, sha = selected_model_name(dataset), sha256_file(onnx_path)
-    found = _existing_version(client, name, sha)
+    found = _versions(reg, name, sha)
     if found:
-        log.info("%s is already registered as %s version %s", onnx_path, name, found.version)
-        return f"models:/{name}/{found.version}"
-    str_tags = {k: str(v) for k, v in tags.items()}
-    with tracked_run("selections", f"select:{dataset}:{sha[:16]}", str_tags, tags={"dataset": dataset},
-                     run_name=f"select-{dataset}"):
-        mlflow.log_metrics(metrics)
-        if card:
-            mlflow.log_artifact(str(card))
-        signature = infer_signature(example, onnx_predict(onnx_path, example))
-        info = mlflow.onnx.log_model(onnx.load(str(onnx_path)), name="model", registered_model_name=name,
-                                     signature=signature, input_example=example,
-                                     onnx_execution_providers=["CPUExecutionProvider"],
-                                     save_as_external_data=False)
-    version = info.registered_model_version
-    for key, value in {**str_tags, SHA_TAG: sha, **{k: f"{v:.4f}" for k, v in metrics.items()}}.items():
-        client.set_model_version_tag(name, version, key, value)
-    client.set_registered_model_alias(name, "latest-selection", version)
+        log.info("%s is already registered as %s", onnx_path, name)
+    else:
+        str_tags = {k: str(v) for k, v in tags.items()}
+        with tracked_run("selections", f"select:{dataset}:{sha[:16]}", str_tags, tags={"dataset": dataset},
+                         run_name=f"select-{dataset}") as run:
+            mlflow.log_metrics(metrics)
+            if card:
+                mlflow.log_artifact(str(card))
+            signature = infer_signature(example, onnx_predict(onnx_path, example))
+            info = mlflow.onnx.log_model(onnx.load(str(onnx_path)), name="model", signature=signature,
+                                         input_example=example, onnx_execution_providers=["CPUExecutionProvider"],
+                                         save_as_external_data=False)
+        # The sha256 tag is set with the version, in one call: no version exists without it.
+        version_tags = {**str_tags, SHA_TAG: sha, **{k: f"{v:.4f}" for k, v in metrics.items()}}
+        reg.call(reg.client.create_registered_model, name, ok=(ALREADY_EXISTS,))
+        reg.call(reg.client.create_model_version, name, info.model_uri, run_id=run.info.run_id, tags=version_tags,
+                 model_id=info.model_id, await_creation_for=0)
+        found = _versions(reg, name, sha)
+        if not found:
+            raise MedNNSError(f"{reg.uri}: the new version of {name} is not found right after its creation; "
+                              "re-run the command")
+    version = _single(reg, name, found).version
+    reg.call(reg.client.set_registered_model_alias, name, ALIAS, version)
     log.info("registered %s as %s version %s", onnx_path, name, version)
     return f"models:/{name}/{version}"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -20,6 +21,20 @@ RUN_KEY_TAG = "mednns.run_key"
 # Fail fast on a dead server instead of MLflow's minutes of retries.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+
+
+# What may stand inside a quoted value of an MLflow filter string: MLflow's parser has no escape for a
+# quote, so a value is checked instead of escaped. Every name and key MedNNS registers fits.
+_LITERAL_OK = re.compile(r"^[A-Za-z0-9_.:@/+%\-]*$")
+
+
+def literal(value, what: str = "value") -> str:
+    """`value` as a quoted literal for an MLflow filter string; MedNNSError when it cannot be one."""
+    text = str(value)
+    if not _LITERAL_OK.match(text):
+        raise MedNNSError(f"{what} {text!r}: registry names and tags hold only letters, digits and . _ - : @ / +; "
+                          "see `mednns zoo list` for the registered names")
+    return f"'{text}'"
 
 
 def tracking_uri() -> str:
@@ -69,7 +84,7 @@ def tracked_run(experiment: str, run_key: str, params: dict, tags: dict | None =
 
     configure()
     exp = mlflow.set_experiment(experiment)
-    previous = mlflow.search_runs([exp.experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{run_key}'",
+    previous = mlflow.search_runs([exp.experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = {literal(run_key, 'run key')}",
                                   output_format="list", order_by=["attributes.start_time DESC"])
     unfinished = [r for r in previous if r.info.status != "FINISHED"]
     run_id = unfinished[0].info.run_id if unfinished else None

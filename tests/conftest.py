@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -157,3 +158,55 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def selection_space(tmp_path_factory):
+    """A real tiny meta-space and the supernets it ranks, for `mednns select` (built once per session):
+    (metaspace folder, supernets folder). See synthetic.tiny_selection_space."""
+    import torch
+
+    import synthetic
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return synthetic.tiny_selection_space(tmp_path_factory.mktemp("selection_space"))
+    finally:
+        torch.set_num_threads(threads)
+
+
+class CliResult:
+    def __init__(self, returncode: int, stdout: str, stderr: str):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def invoke_cli(*args: str, env: dict | None = None) -> CliResult:
+    """The `mednns` command in this process (click's CliRunner): what `run_cli` checks, without a new
+    interpreter's start-up per call. An exception that escapes the command (a bug: run_cli would
+    show its traceback) is raised here, so the test fails on it."""
+    from unittest import mock
+
+    from click.testing import CliRunner
+
+    import mednns.cli
+
+    # The command configures logging for a terminal; here it would bind handlers to the runner's streams.
+    with mock.patch.object(mednns.cli, "setup_logging", lambda level=None: None):
+        result = CliRunner().invoke(mednns.cli.cli, list(args), env=env)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return CliResult(result.exit_code, result.stdout, result.stderr)
+
+
+_NOISE = re.compile(r"^\d\d:\d\d:\d\d (DEBUG|INFO) |it/s\]|s/it\]|subnet/s\]")
+
+
+def error_lines(stderr: str) -> list[str]:
+    """stderr without the progress a command logs on the way (INFO lines, progress bars)."""
+    return [line for line in stderr.splitlines() if line.strip() and not _NOISE.search(line)]
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()} \
+        if folder.exists() else {}

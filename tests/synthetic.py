@@ -52,3 +52,33 @@ def synthetic_zoo(ckpt: Path, n: int, out: Path | None = None, seed: int = 0, lo
         BNStats(meta["spec"].name, Recalibration(64, 0, 16), stats).save(bn_stats_path(out))
         table.to_parquet(out, index=False)
     return table
+
+
+def tiny_selection_space(root: Path) -> tuple[Path, Path]:
+    """A real, tiny meta-space and the supernets it ranks (`root/metaspace`, `root/supernets/<source>.pt`):
+    two supernets trained one epoch on 16 px synthetic data, their zoos scored with a transfer probe on
+    each other, features and a meta-space trained for a few steps. Enough for `mednns select` to run."""
+    from conftest import tiny_config, tiny_dataset
+    from mednns.metaspace import FeatureConfig, MetaSpaceConfig, train_metaspace
+    from mednns.metaspace.features import features_of_images
+    from mednns.train.supernet import SupernetTrainer
+    from mednns.zoo import ZooConfig, build_zoo
+
+    supernets = root / "supernets"
+    datasets = [tiny_dataset(classes=3, name="srca", seed=0),
+                tiny_dataset(task="binary", classes=2, channels=3, name="srcb", seed=1)]
+    zoo_cfg = ZooConfig(num_archs=3, transfer_per_dataset=3, shard_size=3, recalib_images=32, recalib_batch=16,
+                        eval_batch=64, max_eval_images=0, probe_train_images=48, probe_val_images=32,
+                        probe_input_images=2, latency_runs=1)
+    tables = []
+    for ds in datasets:
+        ckpt = supernets / f"{ds.spec.name}.pt"
+        SupernetTrainer(ds, tiny_config(epochs=1)).fit(ckpt)
+        others = [o for o in datasets if o is not ds]
+        tables.append(build_zoo(ckpt, ds, others, root / "zoo" / f"{ds.spec.name}.parquet", zoo_cfg))
+    features_cfg = FeatureConfig(sample_images=48, image_size=16)
+    features = {ds.spec.name: features_of_images(ds.images("train"), features_cfg, ds.spec.name) for ds in datasets}
+    ms_cfg = MetaSpaceConfig(dim=16, hidden=32, heads=2, steps=10, set_min=8, set_max=24, rows_per_dataset=3,
+                             top_models=2, query_images=40)
+    ms, _ = train_metaspace(pd.concat(tables, ignore_index=True), features, ms_cfg, features_cfg, progress=False)
+    return ms.save(root / "metaspace"), supernets

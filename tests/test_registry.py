@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -327,3 +330,28 @@ def test_server_killed_mid_registration_then_a_rerun_repairs_everything(mlflow_s
     finally:
         if server.proc is None:
             server.start()
+
+
+def test_two_processes_registering_one_zoo_at_once_register_every_subnet_once(mlflow_server, tmp_path):
+    """Two `mednns registry sync` processes (not threads: no shared client, no shared memory) on the same
+    zoo against one server: each subnet, the supernet and the champion exactly once, and both succeed."""
+    root = tmp_path
+    (root / "dvc.yaml").write_text("stages: {}\n")
+    ckpt = random_supernet(root / "models/supernets/procs.pt", name="procs", seed=5)
+    table = synthetic_zoo(ckpt, 60, seed=5)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server.uri}
+    cmd = [str(Path(sys.executable).with_name("mednns")), "registry", "sync", "--dataset", "procs",
+           "--workers", "4"]
+    procs = [subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+        assert re.search(r"60 subnets of 1 dataset\(s\): \d+ new", out), out
+    md5 = md5_file(ckpt)
+    counts = _versions(mlflow_server.uri, md5)
+    assert len(counts) == len(table) and (counts == 1).all()
+    assert set(counts.index) == {subnet_name("procs", a) for a in table.arch_id}
+    reg = Registry(mlflow_server.uri)
+    assert len(reg.search_versions(f"name = '{supernet_name('procs')}'")) == 1
+    assert len(reg.search_versions(f"name = '{dataset_name('procs')}'")) == 1

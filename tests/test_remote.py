@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -97,3 +99,70 @@ def test_push_pull_a_versioned_zoo_into_a_fresh_clone_and_load_it_there(s3, mlfl
         v = resolve_version(old, Registry(uri))
         assert torch.allclose(load_model(old, repo=b, uri=uri)(X), expected(kept["v1"], v.tags["arch_json"], kept_bn["v1"]), atol=1e-6)
     assert subnet_name("rtoy", v.tags["arch_id"]) == old.split("/")[0]
+
+
+def _without_secret() -> dict:
+    return {k: v for k, v in os.environ.items() if k != "AWS_SECRET_ACCESS_KEY"}
+
+
+def test_remote_add_takes_the_secret_from_the_environment_never_from_an_option(s3, tmp_path):
+    root = tmp_path / "p"
+    git_dvc_init(root)
+    url = f"s3://{BUCKET}/zoo"
+    flag = run_cli("remote", "add", url, "--endpoint-url", s3, "--access-key-id", "testing",
+                   "--secret-access-key", "testing", cwd=root)
+    assert flag.returncode == 2 and "--secret-access-key" in flag.stderr  # no such option
+    exe = str(Path(sys.executable).with_name("mednns"))
+    no_secret = subprocess.run([exe, "remote", "add", url, "--endpoint-url", s3, "--access-key-id", "testing"],
+                               cwd=root, env=_without_secret(), stdin=subprocess.DEVNULL, capture_output=True,
+                               text=True, timeout=300)
+    assert no_secret.returncode == 1 and "Traceback" not in no_secret.stderr
+    assert len(no_secret.stderr.strip().splitlines()) == 1 and "AWS_SECRET_ACCESS_KEY" in no_secret.stderr
+    ok = run_cli("remote", "add", url, "--endpoint-url", s3, "--access-key-id", "testing", cwd=root,
+                 env={"AWS_SECRET_ACCESS_KEY": "from-the-environment"})
+    assert ok.returncode == 0, ok.stderr
+    local = (root / ".dvc/config.local").read_text()
+    assert "from-the-environment" in local and "from-the-environment" not in (root / ".dvc/config").read_text()
+
+
+def test_remote_add_asks_for_the_secret_in_a_terminal_without_echo(s3, tmp_path):
+    import fcntl
+    import pty
+    import select
+    import termios
+    import time
+
+    root = tmp_path / "p"
+    git_dvc_init(root)
+    master, slave = pty.openpty()
+
+    def own_terminal():  # the pty becomes the command's controlling terminal, as a shell's is
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    exe = str(Path(sys.executable).with_name("mednns"))
+    proc = subprocess.Popen([exe, "remote", "add", f"s3://{BUCKET}/zoo", "--endpoint-url", s3, "--access-key-id",
+                             "testing"], cwd=root, env=_without_secret(), stdin=slave, stdout=slave, stderr=slave,
+                            preexec_fn=own_terminal)
+    os.close(slave)
+    seen, sent, deadline = b"", False, time.time() + 300
+    while time.time() < deadline:
+        ready, _, _ = select.select([master], [], [], 1.0)
+        if ready:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the command closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+        if not sent and b"Secret access key" in seen:
+            os.write(master, b"typed-secret-42\n")
+            sent = True
+        if proc.poll() is not None and not ready:
+            break
+    proc.wait(timeout=60)
+    os.close(master)
+    assert sent and proc.returncode == 0, seen.decode(errors="replace")[-2000:]
+    assert b"typed-secret-42" not in seen  # not echoed
+    assert "typed-secret-42" in (root / ".dvc/config.local").read_text()

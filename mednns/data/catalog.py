@@ -37,10 +37,18 @@ class Source:
 
 @lru_cache(maxsize=1)
 def _medmnist_info() -> dict:
-    # Imported lazily: importing medmnist costs ~2 s and creates ~/.medmnist.
-    from medmnist.info import INFO
+    """medmnist's INFO, read from its own module file: `import medmnist` imports torch and its dataset
+    classes first, seconds that a `mednns data check` would spend for one dict."""
+    import importlib.util
 
-    return INFO
+    package = importlib.util.find_spec("medmnist")
+    if package is None or not package.submodule_search_locations:
+        raise DataError("the medmnist package is not installed; run `make setup`")
+    spec = importlib.util.spec_from_file_location(
+        "_mednns_medmnist_info", Path(next(iter(package.submodule_search_locations))) / "info.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.INFO
 
 
 def medmnist_info(flag: str) -> dict:
@@ -69,8 +77,11 @@ def resolve(name_or_path: str | Path, size: int = 28, root: str | Path | None = 
     text = str(name_or_path)
     path = Path(text).expanduser()
     if text.endswith(".npz") or os.sep in text or path.exists():
+        if path.is_dir():
+            raise DataError(f"{path}: a folder, not an npz file; give the path of the .npz file")
         if not path.is_file():
-            raise DataError(f"{path}: file not found")
+            raise DataError(f"{path}: file not found (relative paths start at the current folder, "
+                            f"{Path.cwd()})")
         flag = _medmnist_flag_of(path)
         return Source(name=flag or _name_from_path(path), path=path,
                       info=medmnist_info(flag) if flag else None)

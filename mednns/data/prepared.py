@@ -14,7 +14,7 @@ from mednns.data.catalog import resolve
 from mednns.data.loader import load_source
 from mednns.data.npz import MedDataset, build_dataset, read_arrays
 from mednns.data.spec import SPLITS, DatasetSpec
-from mednns.utils.errors import DataError
+from mednns.utils.errors import DataError, os_error_line
 from mednns.utils.io import atomic_path, sha256_file
 
 log = logging.getLogger(__name__)
@@ -42,24 +42,55 @@ def manifest_for(ds: MedDataset, data_sha256: str, source_path: Path, source_sha
     }
 
 
+def check_out_dir(out_dir: str | Path) -> Path:
+    """`out_dir` may be new, empty, or an earlier prepared copy (which is replaced): never a folder
+    holding anything else, which `prepare` would otherwise delete."""
+    out = Path(out_dir)
+    for folder in reversed((out, *out.parents)):
+        if folder.exists() and not folder.is_dir():
+            where = "it is a file" if folder == out else f"{folder} is a file, not a folder"
+            raise DataError(f"{out}: cannot be the output folder ({where}); choose another --out")
+    if out.is_dir():
+        entries = sorted(p.name for p in out.iterdir())
+        if entries and not (set(entries) <= {DATA_FILE, MANIFEST_FILE} and _is_prepared(out)):
+            shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+            raise DataError(f"{out}: holds files that `prepare` did not write ({shown}); give a new or empty "
+                            "folder as --out (nothing was changed)")
+    return out
+
+
+def _is_prepared(folder: Path) -> bool:
+    try:
+        manifest = json.loads((folder / MANIFEST_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and {"spec", "sha256", "source"} <= set(manifest)
+
+
 def prepare(name_or_path: str, out_dir: str | Path, size: int = 28, root: str | Path | None = None,
-            download: bool = True) -> dict:
-    """Validate a dataset and write `<out_dir>/data.npz` and `manifest.json`, all or nothing."""
+            download: bool = True, task: str | None = None, num_classes: int | None = None) -> dict:
+    """Validate a dataset and write `<out_dir>/data.npz` and `manifest.json`, all or nothing.
+
+    `out_dir` must be new, empty, or an earlier prepared copy (`check_out_dir`)."""
+    out_dir = check_out_dir(out_dir)
     source = resolve(name_or_path, size=size, root=root, download=download)
-    ds = load_source(source)
+    ds = load_source(source, task=task, num_classes=num_classes)
     log.info("%s: %s, %d channel(s), %d classes, splits %s", ds.spec.name, ds.spec.task.value,
              ds.spec.channels, ds.spec.num_classes, ds.spec.splits)
-    with atomic_path(out_dir) as tmp:
-        tmp.mkdir()
-        arrays = {}
-        for split in SPLITS:
-            arrays[f"{split}_images"] = ds.images(split)
-            arrays[f"{split}_labels"] = ds.labels(split)
-        # Uncompressed: training reads this file on every run, and DVC already dedups it.
-        np.savez(tmp / DATA_FILE, **arrays)
-        manifest = manifest_for(ds, sha256_file(tmp / DATA_FILE), source.path,
-                                sha256_file(source.path))
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    try:
+        with atomic_path(out_dir) as tmp:
+            tmp.mkdir()
+            arrays = {}
+            for split in SPLITS:
+                arrays[f"{split}_images"] = ds.images(split)
+                arrays[f"{split}_labels"] = ds.labels(split)
+            # Uncompressed: training reads this file on every run, and DVC already dedups it.
+            np.savez(tmp / DATA_FILE, **arrays)
+            manifest = manifest_for(ds, sha256_file(tmp / DATA_FILE), source.path,
+                                    sha256_file(source.path))
+            (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    except OSError as e:
+        raise DataError(f"cannot write the prepared copy: {os_error_line(e, out_dir)} (nothing was written)") from e
     log.info("%s: wrote %s", ds.spec.name, out_dir)
     return manifest
 

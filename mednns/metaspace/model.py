@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -96,20 +97,35 @@ class MetaSpace:
         for name in (WEIGHTS, CONFIG, CANDIDATES):
             if not (folder / name).is_file():
                 raise MedNNSError(f"{folder}: no {name}; run `dvc repro train_metaspace` or `dvc pull`")
+        fix = "re-run `dvc repro train_metaspace` or `dvc checkout` it"
         try:
             config = json.loads((folder / CONFIG).read_text())
         except ValueError as e:
-            raise MedNNSError(f"{folder / CONFIG}: unreadable ({e}); re-run `dvc repro train_metaspace`") from None
-        if config.get("format") != FORMAT:
+            raise MedNNSError(f"{folder / CONFIG}: unreadable ({e}); {fix}") from None
+        if not isinstance(config, dict) or config.get("format") != FORMAT:
             raise MedNNSError(f"{folder}: not a MedNNS meta-space (expected format {FORMAT})")
+        missing = [k for k in ("net", "features", "sources", "query_images") if k not in config]
+        if missing:
+            raise MedNNSError(f"{folder / CONFIG}: no {', '.join(missing)} entry; a damaged or older meta-space: {fix}")
         try:
-            state = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                state = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
             net = MetaSpaceNet(**config["net"])
             net.load_state_dict(state)
-        except Exception as e:  # torch raises many types for a damaged or mismatched file
-            raise MedNNSError(f"{folder / WEIGHTS}: cannot load ({type(e).__name__}); "
-                              "re-run `dvc repro train_metaspace` or `dvc checkout`") from None
-        return cls(net, config, pd.read_parquet(folder / CANDIDATES))
+        except Exception as e:  # noqa: BLE001 - torch raises many types for a damaged or mismatched file
+            raise MedNNSError(f"{folder / WEIGHTS}: cannot load ({type(e).__name__}); {fix}") from None
+        try:
+            candidates = pd.read_parquet(folder / CANDIDATES)
+        except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError, ArrowIOError an OSError
+            raise MedNNSError(f"{folder / CANDIDATES}: not a readable parquet table ({type(e).__name__}); {fix}") from None
+        absent = [c for c in CANDIDATE_COLUMNS if c not in candidates.columns]
+        if absent:
+            raise MedNNSError(f"{folder / CANDIDATES}: no column(s) {', '.join(absent)}; {fix}")
+        try:
+            return cls(net, config, candidates)
+        except (KeyError, TypeError) as e:  # config entries of the wrong shape
+            raise MedNNSError(f"{folder / CONFIG}: entry {e} does not fit this version of MedNNS; {fix}") from None
 
     # -- embeddings ---------------------------------------------------------------------------
     @property

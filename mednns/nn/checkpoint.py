@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -32,10 +33,14 @@ def read_checkpoint(path: str | Path) -> dict:
     if not path.is_file():
         raise MedNNSError(f"{path}: checkpoint not found; run `dvc repro train_supernet` or `dvc pull`")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for a damaged or foreign file
-        raise MedNNSError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e}); "
-                          "re-run the stage or `dvc checkout`") from None
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols before it refuses them
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many types for a damaged or foreign file
+        # Not torch's message: it advises weights_only=False, which would run the file's code.
+        raise MedNNSError(f"{path}: not a readable MedNNS checkpoint ({type(e).__name__}: damaged, or a "
+                          "pickled object that is not plain tensors, which MedNNS never loads); re-run "
+                          "`dvc repro train_supernet` or `dvc checkout` it") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise MedNNSError(f"{path}: not a MedNNS supernet checkpoint (expected format {FORMAT})")
     return payload
@@ -44,10 +49,16 @@ def read_checkpoint(path: str | Path) -> dict:
 def load_supernet(path: str | Path, device: str | torch.device = "cpu") -> tuple[Supernet, dict]:
     """The supernet of a checkpoint (eval mode) and the checkpoint's metadata."""
     payload = read_checkpoint(path)
-    net = Supernet.from_config(payload["config"])
-    net.load_state_dict(payload["state_dict"])
-    meta = {k: v for k, v in payload.items() if k != "state_dict"}
-    meta["spec"] = spec = DatasetSpec.from_dict(meta["spec"])
+    try:
+        net = Supernet.from_config(payload["config"])
+        net.load_state_dict(payload["state_dict"])
+        meta = {k: v for k, v in payload.items() if k != "state_dict"}
+        meta["spec"] = spec = DatasetSpec.from_dict(meta["spec"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:  # RuntimeError: load_state_dict's mismatch
+        detail = " ".join(str(e).split()).replace("Error(s) in loading state_dict for Supernet: ", "")
+        raise MedNNSError(f"{path}: its weights do not fit the supernet its config describes ({type(e).__name__}: "
+                          f"{detail[:160]}); a checkpoint of another search space or a damaged one: re-run "
+                          "`dvc repro train_supernet` or `dvc checkout` it") from None
     net.dataset = dataset_info(spec)
     return net.to(device).eval(), meta
 

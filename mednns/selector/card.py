@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from mednns.data.spec import DatasetSpec
-from mednns.utils.io import atomic_path
 from mednns.selector.selection import Selection
 
 _COLUMNS = ("source_dataset", "arch_id", "predicted_score", "probe_val_acc", "params", "macs", "latency_ms")
@@ -64,9 +63,3 @@ def model_card(sel: Selection, spec: DatasetSpec, onnx_path: str | Path | None, 
     if registered_as:
         lines += ["", f"Registered in MLflow as `{registered_as}`."]
     return "\n".join(lines) + "\n"
-
-
-def write_card(path: str | Path, text: str) -> Path:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-    return Path(path)

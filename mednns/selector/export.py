@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mednns.data.spec import DatasetSpec
@@ -36,15 +37,33 @@ OPSET = 17
 TOLERANCE = 1e-4
 
 
-class RawImageModel(nn.Module):
-    """uint8 images as stored in the npz -> logits: `to_tensor` and the network in one graph."""
+def antialias_matrix(n_in: int, n_out: int) -> torch.Tensor:
+    """(n_out, n_in) weights of torch's antialiased bilinear resize along one axis (it is separable)."""
+    width = 4  # a width of 1 takes another code path in torch; any other width gives the same weights
+    eye = torch.eye(n_in).view(n_in, 1, n_in, 1).expand(n_in, 1, n_in, width).contiguous()
+    out = F.interpolate(eye, size=(n_out, width), mode="bilinear", align_corners=False, antialias=True)
+    return out[:, 0, :, 0].T.contiguous()
 
-    def __init__(self, net: nn.Module, channels: int, size: int):
+
+class RawImageModel(nn.Module):
+    """uint8 images as stored in the npz -> logits: `to_tensor` and the network in one graph.
+
+    Images larger than the network's resolution are downscaled with antialiasing in `to_tensor`, an
+    operator ONNX export does not know: for those (`source_size` > the network's), the same resize is
+    two matrix products with its weights, equal to it within float rounding."""
+
+    def __init__(self, net: nn.Module, channels: int, size: int, source_size: int | None = None):
         super().__init__()
         self.net, self.channels, self.size = net, channels, size
+        downscale = source_size is not None and size < source_size
+        self.register_buffer("resize", antialias_matrix(source_size, size) if downscale else None)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(to_tensor(images, channels=self.channels, size=self.size))
+        if self.resize is None:
+            return self.net(to_tensor(images, channels=self.channels, size=self.size))
+        # The resize weights of each output pixel sum to 1, so resizing after normalising is the same.
+        x = to_tensor(images, channels=self.channels)
+        return self.net(torch.matmul(torch.matmul(self.resize, x), self.resize.T))
 
 
 def npz_layout(images: np.ndarray) -> np.ndarray:
@@ -102,7 +121,8 @@ def export_onnx(net: nn.Module, spec: DatasetSpec, path: str | Path, check_image
     if path.suffix != ".onnx":
         raise MedNNSError(f"{path}: an ONNX file name must end in .onnx")
     cfg: ModelConfig = net.cfg
-    model = RawImageModel(net.cpu().eval(), cfg.in_channels, cfg.image_size).eval()
+    model = RawImageModel(net.cpu().eval(), cfg.in_channels, cfg.image_size,
+                          source_size=int(check_images.shape[1])).eval()
     example = torch.as_tensor(check_images[:2])
     with atomic_path(path) as tmp:
         with warnings.catch_warnings():

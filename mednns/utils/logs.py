@@ -6,9 +6,17 @@ import logging
 import os
 import sys
 
+from mednns.utils.errors import MedNNSError
+
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
 
 def setup_logging(level: str | int | None = None) -> None:
     level = level or os.environ.get("MEDNNS_LOG_LEVEL", "INFO")
+    if isinstance(level, str):
+        if level.upper() not in LEVELS:
+            raise MedNNSError(f"log level {level!r} (MEDNNS_LOG_LEVEL or --log-level): use one of {', '.join(LEVELS)}")
+        level = level.upper()
     if sys.stderr.isatty():
         from rich.logging import RichHandler
 

@@ -39,7 +39,11 @@ def read_zoo(paths) -> pd.DataFrame:
     for path in paths:
         if not Path(path).is_file():
             raise MedNNSError(f"{path}: zoo table not found; run `dvc repro build_zoo` or `dvc pull`")
-        df = pd.read_parquet(path)
+        try:
+            df = pd.read_parquet(path)
+        except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError, ArrowIOError an OSError
+            raise MedNNSError(f"{path}: not a readable parquet table ({type(e).__name__}); re-run "
+                              "`dvc repro build_zoo` or `dvc checkout` it") from None
         missing = [c for c in COLUMNS if c not in df.columns]
         if missing:
             raise MedNNSError(f"{path}: not a zoo table (missing {', '.join(missing)})")

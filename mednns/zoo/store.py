@@ -177,13 +177,17 @@ class SubnetStore:
 
     def extract(self, source: str, arch: Arch | str) -> StaticNet:
         """`arch` of `source`'s supernet with the supernet's own BatchNorm statistics (eval mode)."""
-        arch = Arch.from_json(arch) if isinstance(arch, str) else arch
+        try:
+            arch = Arch.from_json(arch) if isinstance(arch, str) else arch
+        except (ValueError, KeyError, TypeError) as e:  # ValueError includes a JSON error
+            raise MedNNSError(f"arch {str(arch)[:80]!r} of {source}: not an arch of the MBConv space ({e}); the "
+                              "meta-space or zoo table is damaged or of another version: re-run its stage") from None
         supernet = self.supernet(source)
         try:
             supernet.space.validate(arch)
         except ValueError as e:
             raise MedNNSError(f"arch {arch.arch_id} is not in the search space of {self.checkpoint(source)} "
-                              f"({e})") from None
+                              f"({e}); the meta-space and the supernets come from different zoos") from None
         return supernet.extract(arch).eval()
 
     def subnet(self, source: str, arch: Arch | str, bn: BNStats | None) -> StaticNet:
