@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-BENCHMARKS = ("supernet_step", "zoo_scoring", "registry_register", "select_speed")
+BENCHMARKS = ("supernet_step", "zoo_scoring", "registry_register", "select_speed", "scale_out")
 
 
 def main() -> int:

@@ -84,13 +84,21 @@ def run_tasks(fn: Callable[[T], R], items: Iterable[T], workers: int = 1, *, num
               on_result: Callable[[int, R], Any] | None = None, address: str | None = None,
               retries: int = 3, progress: bool = True) -> list[R]:
     """`[fn(item) for item in items]`, fanned out over `workers` (see the module docstring)."""
+    return _run_tasks(fn, items, workers, num_cpus=num_cpus, num_gpus=num_gpus, desc=desc, unit=unit,
+                      on_result=on_result, address=address, retries=retries, progress=progress, ray=workers > 1)
+
+
+def _run_tasks(fn, items, workers: int, *, num_cpus: float, num_gpus: float, desc, unit: str, on_result,
+               address, retries: int, progress: bool, ray: bool) -> list:
+    """`run_tasks` with the engine chosen: `ray=True` sends even a single worker's tasks to Ray (what
+    benchmarks/scale_out.py measures Ray's own overhead with)."""
     items = list(items)
     if workers < 1:
         raise MedNNSError(f"workers must be at least 1, not {workers}")
     bar = tqdm(total=len(items), desc=desc, unit=unit, disable=not progress,
                mininterval=1.0 if sys.stderr.isatty() else 30.0)
     try:
-        if workers == 1:
+        if not ray:
             results = []
             for i, item in enumerate(items):
                 result = fn(item)
