@@ -94,17 +94,17 @@ def zoo_rows(subnets: int, work: Path) -> list[dict]:
         ensure_ray(workers)
         t_init = time.perf_counter() - t0
         t0 = time.perf_counter()
-        parallel._run_tasks(_warm, range(workers), workers, num_cpus=1, num_gpus=0, desc=None, unit="task",
-                            on_result=None, address=None, retries=0, progress=False, ray=True)
+        parallel._run_tasks(_warm, range(workers), workers, progress=False, ray=True)
         t_warm = time.perf_counter() - t0
         build(f"Ray, {workers} worker{'s' * (workers > 1)}", workers, 1, on_ray=True)
         rows[-1].update({"ray start s": t_init, "worker warm-up s": t_warm})
     base1, base_all = rows[0]["subnets/s"], rows[1]["subnets/s"]
     for r in rows:
+        r.setdefault("ray start s", "")
+        r.setdefault("worker warm-up s", "")
         r["vs in process, 1 thread"] = r["subnets/s"] / base1
         r[f"vs in process, {threads} threads"] = r["subnets/s"] / base_all
-        if r["build"].startswith("Ray"):
-            r["max score diff"] = _max_diff(tables[r["build"]], tables["in process, 1 thread"])
+        r["max score diff vs 1 thread"] = _max_diff(tables[r["build"]], tables["in process, 1 thread"])
     return rows
 
 
@@ -148,23 +148,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--subnets", type=int, default=24)
     parser.add_argument("--train-images", type=int, default=1500, help="images per epoch of the DDP runs")
+    parser.add_argument("--part", choices=("all", "zoo", "ddp"), default="all")
     parser.add_argument("--ddp-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.ddp_worker:
         return ddp_worker(args.ddp_worker, args.train_images)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        rows = zoo_rows(args.subnets, work)
-        print_table(f"Zoo build, {SOURCE} supernet, demo scoring settings, {args.subnets} subnets "
-                    f"(transfer to {TARGET}), {os.cpu_count()} cores", rows)
-        import ray
+        print(f"load average before: {os.getloadavg()[0]:.1f}", flush=True)
+        if args.part in ("all", "zoo"):
+            rows = zoo_rows(args.subnets, work)
+            print_table(f"Zoo build, {SOURCE} supernet, demo scoring settings, {args.subnets} subnets "
+                        f"(transfer to {TARGET}), {os.cpu_count()} cores", rows)
+            import ray
 
-        ray.shutdown()  # its processes would share the cores with the training runs
-        print_table(f"Supernet training on {SOURCE}, batch 128, {args.train_images} images per epoch, gloo",
-                    ddp_rows(args.train_images, work))
-    ray1 = next(r for r in rows if r["build"] == "Ray, 1 worker")
-    print(f"\nRay overhead at 1 worker (warm): {1 / ray1['vs in process, 1 thread'] - 1:+.1%} time per subnet "
-          "against the in-process build at one thread (target <= 10%)")
+            ray.shutdown()  # its processes would share the cores with the training runs
+            ray1 = next(r for r in rows if r["build"] == "Ray, 1 worker")
+            print(f"\nRay overhead at 1 worker (warm): {1 / ray1['vs in process, 1 thread'] - 1:+.1%} time per "
+                  "subnet against the in-process build at one thread (target <= 10%)")
+        if args.part in ("all", "ddp"):
+            print_table(f"Supernet training on {SOURCE}, batch 128, {args.train_images} images per epoch, gloo",
+                        ddp_rows(args.train_images, work))
+        print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -6,9 +6,11 @@ checkpoint, the metrics and the MLflow run.
 """
 
 import argparse
+import os
 import sys
 from dataclasses import asdict, replace
 
+from mednns import MedNNSError
 from mednns.data import load_prepared
 from mednns.train import distributed
 from mednns.train.supernet import SupernetConfig, SupernetTrainer
@@ -28,6 +30,11 @@ def main(argv: list[str]) -> None:
     ds = load_prepared(args.data)  # a bad input fails here, before any process is launched
     if cfg.nproc > 1 and not distributed.under_torchrun():
         sys.exit(distributed.torchrun_main(cfg.nproc, "pipelines.train_supernet", argv))
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if distributed.under_torchrun() and world != cfg.nproc:
+        # nproc is part of what was trained (BatchNorm sees a slice per process): params.yaml must say it.
+        raise MedNNSError(f"torchrun started {world} processes but params.yaml supernet.nproc is {cfg.nproc}: "
+                          f"set it to {world}")
     with distributed.process_group(cfg.device) as ranks:
         trainer = SupernetTrainer(ds, cfg)
         if not ranks.main:

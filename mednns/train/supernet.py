@@ -261,7 +261,8 @@ class SupernetTrainer:
         self.net.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+        if state["scaler"] and self.amp:  # empty when saved where CUDA was missing and amp fell off
+            self.scaler.load_state_dict(state["scaler"])
         log.info("resuming %s after epoch %d", self.ds.spec.name, state["epochs_done"])
         return state["epochs_done"], list(state["history"])
 

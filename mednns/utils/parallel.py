@@ -88,8 +88,9 @@ def run_tasks(fn: Callable[[T], R], items: Iterable[T], workers: int = 1, *, num
                       on_result=on_result, address=address, retries=retries, progress=progress, ray=workers > 1)
 
 
-def _run_tasks(fn, items, workers: int, *, num_cpus: float, num_gpus: float, desc, unit: str, on_result,
-               address, retries: int, progress: bool, ray: bool) -> list:
+def _run_tasks(fn, items, workers: int = 1, *, num_cpus: float = 1, num_gpus: float = 0, desc=None,
+               unit: str = "task", on_result=None, address=None, retries: int = 3, progress: bool = True,
+               ray: bool = False) -> list:
     """`run_tasks` with the engine chosen: `ray=True` sends even a single worker's tasks to Ray (what
     benchmarks/scale_out.py measures Ray's own overhead with)."""
     items = list(items)
