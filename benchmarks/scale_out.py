@@ -12,8 +12,9 @@ import are one-time costs, timed apart; the builds are timed on warm workers. Ev
 against the in-process table (latency_ms aside, a timing).
 
 DDP: the same supernet trained on PneumoniaMNIST for 2 epochs (1 largest-only, 1 sandwich), batch 128,
-the same images and archs for 1 process (all threads) and 2 processes (one thread each); images/s of
-each epoch's training and the final accuracies (after BatchNorm recalibration) at the same images seen.
+the same images and archs for 1 process (one thread, then all threads) and 2 processes (one thread
+each); images/s of each epoch's training and the final accuracies (after BatchNorm recalibration) at
+the same images seen.
 """
 
 from __future__ import annotations
@@ -125,22 +126,23 @@ def ddp_worker(out: str, train_images: int) -> None:
 
 def ddp_rows(train_images: int, work: Path) -> list[dict]:
     rows = []
-    for nproc in (1, 2):
-        out = work / f"ddp{nproc}.json"
+    threads = os.cpu_count() or 1
+    for nproc, each in ((1, 1), (1, threads), (2, 1)):
+        out = work / f"ddp{nproc}-{each}.json"
         me = ["-m", "benchmarks.scale_out", "--ddp-worker", str(out), "--train-images", str(train_images)]
         cmd = ([sys.executable, *me] if nproc == 1 else
                [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", *me])
-        env = {**os.environ}
-        env.pop("OMP_NUM_THREADS", None)  # 1 process: all threads; torchrun gives each of 2 one thread
-        subprocess.run(cmd, check=True, env=env)
+        subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": str(each)})
         s = json.loads(out.read_text())
         h, f = s["history"], s["final"]
-        rows.append({"processes": nproc, "images/s, largest only (epoch 1)": h[0]["train_images_per_s"],
+        rows.append({"processes": nproc, "threads each": each,
+                     "images/s, largest only (epoch 1)": h[0]["train_images_per_s"],
                      "images/s, sandwich (epoch 2)": h[1]["train_images_per_s"],
                      "test acc largest": f["test_acc_largest"], "median": f["test_acc_median"],
                      "smallest": f["test_acc_smallest"], "images seen": 2 * train_images})
     for r in rows:
-        r["sandwich speed-up"] = r["images/s, sandwich (epoch 2)"] / rows[0]["images/s, sandwich (epoch 2)"]
+        r["sandwich vs 1 process, 1 thread"] = r["images/s, sandwich (epoch 2)"] / rows[0]["images/s, sandwich (epoch 2)"]
+        r[f"vs 1 process, {threads} threads"] = r["images/s, sandwich (epoch 2)"] / rows[1]["images/s, sandwich (epoch 2)"]
     return rows
 
 
