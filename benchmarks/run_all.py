@@ -8,7 +8,8 @@ import subprocess
 import sys
 import time
 
-BENCHMARKS = ("supernet_step", "zoo_scoring", "registry_register", "select_speed", "imagenet_probe")
+BENCHMARKS = ("supernet_step", "zoo_scoring", "registry_register", "select_speed", "imagenet_probe",
+              "scale_out")
 
 
 def main() -> int:

@@ -16,10 +16,8 @@ each candidate subnet (frozen features, zoo BatchNorm recalibration), and the or
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-import sys
 from dataclasses import dataclass, replace
 from math import comb
 from pathlib import Path
@@ -29,11 +27,11 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy.stats import kendalltau
-from tqdm.auto import tqdm
 
 from mednns.data.spec import DatasetSpec, Task
 from mednns.data.tensors import to_tensor
 from mednns.utils.errors import MedNNSError
+from mednns.utils.parallel import run_tasks
 from mednns.metaspace.features import DatasetFeatures, FeatureConfig, read_train_images
 from mednns.metaspace.fid import frechet_distance
 from mednns.metaspace.logme import label_matrix, logme
@@ -56,6 +54,7 @@ class EvaluateConfig:
     logme_images: int = 300     # seeded subset of the left-out dataset's train split
     seed: int = 0               # the candidate and image subsets
     metaspace_seeds: tuple[int, ...] = (0, 1, 2)   # one meta-space per seed: no single seed decides a claim
+    workers: int = 1            # LogME passes at once: 1 in this process, more as Ray tasks
 
 
 @dataclass
@@ -119,12 +118,31 @@ def fid_largest_scores(candidates: pd.DataFrame, fid_to_sources: dict[str, float
 # -- LogME through the candidate subnets --------------------------------------------------------
 class SubnetFeatures:
     """Frozen pooled features of zoo subnets on given images: each subnet as the zoo scored it (from
-    `store` with its recalibrated statistics, `bn_stats(source)`), channels-last like the zoo's scorer."""
+    `store` with its recalibrated statistics, `bn_stats(source)`), channels-last like the zoo's scorer.
+
+    Picklable, so it can go to Ray workers: `preload` first, and it carries the supernets and statistics
+    with it (a worker on another machine needs no access to their files)."""
 
     def __init__(self, store: SubnetStore, bn_stats: Callable[[str], BNStats], batch: int = 64):
         self.store, self.batch = store, batch
-        self.bn_stats = functools.lru_cache(maxsize=None)(bn_stats)
+        self._load_bn, self._bn = bn_stats, {}
         self._last: tuple | None = None  # (key, subnet): consecutive calls share it
+
+    def bn_stats(self, source: str) -> BNStats:
+        if source not in self._bn:
+            self._bn[source] = self._load_bn(source)
+        return self._bn[source]
+
+    def preload(self, sources) -> "SubnetFeatures":
+        sources = sorted(set(sources))
+        self.store.keep = max(self.store.keep, len(sources))
+        for s in sources:
+            self.store.load(s)
+            self.bn_stats(s)
+        return self
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_last": None}
 
     @torch.no_grad()
     def __call__(self, source: str, arch_json: str, images: np.ndarray) -> np.ndarray:
@@ -141,26 +159,46 @@ class SubnetFeatures:
         return x.contiguous(memory_format=torch.channels_last)
 
 
+@dataclass
+class _LogMEPasses:
+    """One subnet's LogME on every target it is a candidate for (a Ray task when workers > 1)."""
+
+    features: SubnetFeatures
+    data: dict[str, tuple[np.ndarray, np.ndarray]]   # target -> (images, label matrix)
+
+    def __call__(self, job: tuple[str, str, list[tuple[str, int]]]) -> list[float]:
+        source, arch_json, places = job
+        return [logme(self.features(source, arch_json, self.data[d][0]), self.data[d][1]) for d, _ in places]
+
+
 def logme_scores(candidates: dict[str, pd.DataFrame], splits: Callable[[str], TrainSplit],
-                 subnet_features: SubnetFeatures, n_images: int, seed: int, progress: bool = True
-                 ) -> dict[str, np.ndarray]:
+                 subnet_features: SubnetFeatures, n_images: int, seed: int, progress: bool = True,
+                 workers: int = 1) -> dict[str, np.ndarray]:
     """LogME of every candidate on its target: `candidates` maps a target dataset to its candidates.
 
     Subnets are visited once each, in supernet order, and scored on every target they are a candidate
-    for: one BatchNorm recalibration per subnet, however many targets (the dominant cost).
+    for: one BatchNorm recalibration per subnet, however many targets (the dominant cost). With
+    `workers > 1` the subnets are Ray tasks (`run_tasks`); the scores are the same.
     """
     data = {}
     for d in candidates:
         split = splits(d)
         idx = seeded_subset(len(split.images), n_images, np.random.default_rng([seed, 3]))
         data[d] = (split.images[idx], label_matrix(split.labels[idx], split.task, split.num_classes))
-    jobs = sorted((row.source_dataset, row.arch_json, d, i)
-                  for d, c in candidates.items() for i, row in enumerate(c.itertuples()))
+    pairs = sorted((row.source_dataset, row.arch_json, d, i)
+                   for d, c in candidates.items() for i, row in enumerate(c.itertuples()))
+    jobs: dict[tuple[str, str], list[tuple[str, int]]] = {}
+    for source, arch_json, d, i in pairs:
+        jobs.setdefault((source, arch_json), []).append((d, i))
+    if workers > 1:
+        subnet_features.preload(source for source, _ in jobs)
     out = {d: np.full(len(c), np.nan) for d, c in candidates.items()}
-    for source, arch_json, d, i in tqdm(
-            jobs, desc="LogME", unit="pair", disable=not progress, mininterval=1.0 if sys.stderr.isatty() else 30.0):
-        images, targets = data[d]
-        out[d][i] = logme(subnet_features(source, arch_json, images), targets)
+    items = [(source, arch_json, places) for (source, arch_json), places in jobs.items()]
+    scores = run_tasks(_LogMEPasses(subnet_features, data), items, workers, desc="LogME", unit="subnet",
+                       progress=progress)
+    for (_, _, places), values in zip(items, scores):
+        for (d, i), v in zip(places, values):
+            out[d][i] = v
     return out
 
 
@@ -198,8 +236,8 @@ def leave_one_out(zoo: pd.DataFrame, features: dict[str, DatasetFeatures], ms_cf
             continue
         candidates[d] = cands
     with_logme = cfg.logme and subnet_features is not None and train_split is not None
-    logme_by_dataset = (logme_scores(candidates, train_split, subnet_features, cfg.logme_images, cfg.seed, progress)
-                        if with_logme and candidates else {})
+    logme_by_dataset = (logme_scores(candidates, train_split, subnet_features, cfg.logme_images, cfg.seed, progress,
+                                     cfg.workers) if with_logme and candidates else {})
     rows = []
     for d, cands in candidates.items():
         actual = cands[SCORE].to_numpy(np.float64)

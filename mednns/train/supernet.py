@@ -4,6 +4,12 @@ per step) with in-place distillation from the largest, as BigNAS / Once-for-All 
 Resumable: after every epoch the whole training state goes to `<checkpoint>.resume.pt`; a later call
 with the same config continues from there and, because every epoch is seeded by its index, ends with
 the same weights as an uninterrupted run.
+
+Data-parallel under torchrun (`mednns.train.distributed`): every rank draws the same images and archs
+(the same seeds), takes its slice of each batch, and the gradients are summed across ranks before each
+step, so the ranks hold the same weights; rank 0 alone evaluates and writes the checkpoint and the
+resume state. BatchNorm normalises over each rank's slice (as plain DDP does), so `nproc` is part of the
+config. Mixed precision (`amp`): float16 autocast and a GradScaler on cuda, off on a CPU.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from mednns.nn.bn import recalibrate_bn
 from mednns.nn.checkpoint import dataset_info, save_supernet
 from mednns.data.npz import MedDataset
 from mednns.data.spec import Task
+from mednns.train import distributed
 from mednns.train.device import resolve_device
 from mednns.train.losses import distill_loss, task_loss
 from mednns.train.metrics import evaluate_scores
@@ -55,6 +62,8 @@ class SupernetConfig:
     seed: int = 0
     channels_last: bool = True
     space: dict = field(default_factory=dict)  # SearchSpace overrides; empty for the default space
+    nproc: int = 1                    # data-parallel processes; > 1: the stage launches torchrun
+    amp: bool = False                 # mixed precision on cuda (ignored on a CPU)
 
     def search_space(self) -> SearchSpace:
         return SearchSpace(**{k: tuple(v) if isinstance(v, list) else v for k, v in self.space.items()})
@@ -70,7 +79,11 @@ def median_arch(space: SearchSpace) -> Arch:
 
 class SupernetTrainer:
     def __init__(self, dataset: MedDataset, cfg: SupernetConfig, device: str | None = None):
-        self.ds, self.cfg, self.device = dataset, cfg, resolve_device(device or cfg.device)
+        self.ranks = distributed.ranks()
+        self.ds, self.cfg = dataset, cfg
+        self.device = resolve_device(distributed.device_for(device or cfg.device))
+        self.amp = cfg.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         spec = dataset.spec
         self.space = cfg.search_space()
         torch.manual_seed(cfg.seed)
@@ -132,29 +145,57 @@ class SupernetTrainer:
         largest, smallest = self.space.largest(), self.space.smallest()
         self.net.train()
         total, seen = 0.0, 0
-        bar = tqdm(iterate(self.ds.images("train"), self.ds.labels("train"), cfg.batch_size,
-                           order=order, **self._kw()),
-                   total=self.steps_per_epoch, desc=f"{self.ds.spec.name} epoch {epoch + 1}/{cfg.epochs}",
-                   leave=False, mininterval=2.0 if sys.stderr.isatty() else 30.0)
-        for x, y in bar:
+        bar = tqdm(self._batches(order), total=self.steps_per_epoch,
+                   desc=f"{self.ds.spec.name} epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                   disable=not self.ranks.main, mininterval=2.0 if sys.stderr.isatty() else 30.0)
+        autocast = torch.autocast("cuda", dtype=torch.float16, enabled=self.amp)
+        for x, y, weight in bar:
+            # `weight`: this rank's share of the batch, so the summed gradients are the batch mean's.
             self.opt.zero_grad(set_to_none=True)
             self.net.set_active(largest)
-            logits = self.net(x)
-            loss = task_loss(logits, y, task, cfg.label_smoothing)
-            loss.backward()
+            with autocast:
+                logits = self.net(x)
+                loss = task_loss(logits, y, task, cfg.label_smoothing)
+            self.scaler.scale(loss * weight).backward()
             if sandwich:
                 teacher = logits.detach()
                 others = [smallest] + [self.space.sample(rng) for _ in range(cfg.random_archs)]
                 for arch in others:
                     self.net.set_active(arch)
-                    distill_loss(self.net(x), teacher, task).backward()
-            self.opt.step()
+                    with autocast:
+                        student = distill_loss(self.net(x), teacher, task)
+                    self.scaler.scale(student * weight).backward()
+            if self.ranks.world > 1:
+                distributed.all_reduce_grads(list(self.net.parameters()))
+            self.scaler.step(self.opt)
+            self.scaler.update()
             self.sched.step()
             total += loss.item() * len(x)
             seen += len(x)
             bar.set_postfix(loss=f"{total / seen:.3f}", refresh=False)
         self.net.set_active(largest)
+        if self.ranks.world > 1:
+            total, seen = distributed.all_reduce_sum([total, seen], self.device)
         return total / max(seen, 1)
+
+    def _batches(self, order: np.ndarray):
+        """(images, labels, share of the batch) of this rank for each batch of `order`."""
+        images, labels = self.ds.images("train"), self.ds.labels("train")
+        r = self.ranks
+        if r.world == 1:
+            for x, y in iterate(images, labels, self.cfg.batch_size, order=order, **self._kw()):
+                yield x, y, 1.0
+            return
+        for start in range(0, len(order), self.cfg.batch_size):
+            batch = order[start:start + self.cfg.batch_size]
+            mine = batch[r.rank::r.world]
+            if len(mine) == 0:  # a last batch smaller than the world: this rank only joins the all-reduce
+                mine = batch[:1]
+                weight = 0.0
+            else:
+                weight = len(mine) / len(batch)
+            for x, y in iterate(images, labels, len(mine), order=mine, **self._kw()):
+                yield x, y, weight
 
     def fit(self, out_path: str | Path, on_epoch: Callable[[int, dict], None] | None = None) -> dict:
         """Train (or resume), write the checkpoint to `out_path` and return the training summary."""
@@ -166,7 +207,11 @@ class SupernetTrainer:
         for epoch in range(start, cfg.epochs):
             t_epoch = time.time()
             train_loss = self._train_epoch(epoch)
-            metrics = {"train_loss": train_loss, "lr": self.sched.get_last_lr()[0]}
+            train_seconds = time.time() - t_epoch
+            if not self.ranks.main:
+                continue
+            metrics = {"train_loss": train_loss, "lr": self.sched.get_last_lr()[0],
+                       "train_images_per_s": self._epoch_images() / train_seconds}
             for tag, arch in (("largest", self.space.largest()), ("smallest", self.space.smallest())):
                 for k, v in self.score_arch(arch).items():
                     metrics[f"{k}_{tag}"] = v
@@ -178,6 +223,8 @@ class SupernetTrainer:
             self._save_resume(resume_path, epoch + 1, history)
             if on_epoch:
                 on_epoch(epoch, metrics)
+        if not self.ranks.main:
+            return {}
         summary = self._summary(history, time.time() - t0, resumed_from=start)
         save_supernet(out_path, self.net.cpu(), self.ds.spec, summary)
         self.net.to(self.device)
@@ -192,30 +239,42 @@ class SupernetTrainer:
                 final[f"{k}_{tag}"] = v
         return {"config": asdict(self.cfg), "history": history, "final": final,
                 "train_seconds": seconds, "resumed_from_epoch": resumed_from,
-                "device": str(self.device), "torch": str(torch.__version__)}
+                "device": str(self.device), "world_size": self.ranks.world, "amp": self.amp,
+                "torch": str(torch.__version__)}
 
     def _save_resume(self, path: Path, epochs_done: int, history: list[dict]) -> None:
         from mednns.utils.io import atomic_path
 
         state = {"epochs_done": epochs_done, "config": asdict(self.cfg), "history": history,
                  "model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
-                 "scheduler": self.sched.state_dict()}
+                 "scheduler": self.sched.state_dict(), "scaler": self.scaler.state_dict()}
         with atomic_path(path) as tmp:
             torch.save(state, tmp)
 
     def _resume(self, path: Path) -> tuple[int, list[dict]]:
-        if not path.is_file():
-            return 0, []
-        try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as e:  # a damaged resume file only costs the epochs it held
-            log.warning("%s: unreadable resume state (%s); starting over", path, e)
-            return 0, []
-        if state.get("config") != asdict(self.cfg):
-            log.info("%s: saved for other settings; starting over", path)
+        # Rank 0 reads the file and hands it to the others: ranks on other nodes need not see it.
+        state = self._read_resume(path) if self.ranks.main else None
+        if self.ranks.world > 1:
+            state = distributed.broadcast(state)
+        if state is None:
             return 0, []
         self.net.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
+        if state["scaler"] and self.amp:  # empty when saved where CUDA was missing and amp fell off
+            self.scaler.load_state_dict(state["scaler"])
         log.info("resuming %s after epoch %d", self.ds.spec.name, state["epochs_done"])
         return state["epochs_done"], list(state["history"])
+
+    def _read_resume(self, path: Path) -> dict | None:
+        if not path.is_file():
+            return None
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # a damaged resume file only costs the epochs it held
+            log.warning("%s: unreadable resume state (%s); starting over", path, e)
+            return None
+        if state.get("config") != asdict(self.cfg):
+            log.info("%s: saved for other settings; starting over", path)
+            return None
+        return state
