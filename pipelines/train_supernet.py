@@ -9,6 +9,7 @@ from mednns.data import load_prepared
 from mednns.train.supernet import SupernetConfig, SupernetTrainer
 from mednns.utils.io import write_json
 from pipelines.stage import config, run
+from registry.artifacts import md5_file
 from registry.tracking import run_key, tracked_run
 
 
@@ -32,6 +33,8 @@ def main(argv: list[str]) -> None:
         mlflow.log_metrics({f"final_{k}": v for k, v in summary["final"].items()})
         mlflow.log_metric("train_seconds", summary["train_seconds"])
         mlflow.set_tag("checkpoint", args.checkpoint)
+        # how the registrar finds this run: its model versions point here, beside params and metrics
+        mlflow.set_tag("checkpoint_md5", md5_file(args.checkpoint))
     write_json(args.metrics, {**summary["final"], "train_seconds": round(summary["train_seconds"], 1)})
 
 

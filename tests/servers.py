@@ -1,4 +1,6 @@
-"""A local `mlflow server` (SQLite backend, local artifacts) in a subprocess: for tests and benchmarks."""
+"""A local `mlflow server` (SQLite backend, artifacts served over HTTP) in a subprocess: for tests and
+benchmarks. Clients reach its artifacts only through the server (`mlflow-artifacts:/` URIs), as a
+colleague on another machine would."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ def free_port() -> int:
 
 
 class MlflowServer:
-    """`mlflow server` on 127.0.0.1 with its store in `root` (mlflow.db + artifacts/)."""
+    """`mlflow server` on 127.0.0.1 with its store in `root` (mlflow.db + artifacts/, served by it)."""
 
     def __init__(self, root: str | Path, port: int | None = None, workers: int = 2):
         self.root = Path(root)
@@ -40,7 +42,8 @@ class MlflowServer:
 
         exe = Path(sys.executable).with_name("mlflow")
         cmd = [str(exe), "server", "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
-               "--default-artifact-root", str(self.root / "artifacts"), "--host", "127.0.0.1",
+               "--serve-artifacts",
+               "--artifacts-destination", str(self.root / "artifacts"), "--host", "127.0.0.1",
                "--port", str(self.port), "--workers", str(self.workers)]
         log = open(self.root / "server.log", "ab")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

@@ -27,6 +27,7 @@ from registry.models import CHAMPION, ZooRegistrar, dataset_name, subnet_name, s
 from registry.client import Registry
 
 X = torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+IMAGES = np.random.default_rng(0).integers(0, 256, size=(3, 16, 16), dtype=np.uint8)  # as an npz stores them
 
 
 def git_dvc_init(root: Path) -> None:
@@ -65,11 +66,16 @@ def synthetic_zoo(ckpt: Path, n: int, seed: int = 0) -> pd.DataFrame:
     return synthetic.synthetic_zoo(ckpt, n, out, seed)
 
 
-def expected(ckpt: Path, arch_json: str, bn: Path) -> torch.Tensor:
-    """What the registered subnet must compute: extract(arch) with the zoo's statistics for it."""
+def expected(ckpt: Path, arch_json: str, bn: Path, images: np.ndarray | None = None) -> torch.Tensor:
+    """What the registered subnet must compute: extract(arch) with the zoo's statistics for it, on X (or
+    on uint8 `images`, fed as the library feeds them)."""
+    from mednns import predict
+
     net, _ = load_supernet(ckpt)
     sub = net.extract(Arch.from_json(arch_json)).eval()
     load_bn_state(sub, *BNStats.load(bn)[sub.arch.arch_id])
+    if images is not None:
+        return predict(sub, images, channels=1, size=16, channels_last=True)
     with torch.no_grad():
         return sub(X)
 
@@ -132,12 +138,17 @@ def test_pyfunc_loads_a_subnet_from_a_models_uri(project):
     mlflow.set_registry_uri(uri)
     row = zoo.iloc[2]
     model = mlflow.pyfunc.load_model(f"models:/{subnet_name('toy', row.arch_id)}/1")
-    np.testing.assert_allclose(model.predict(X.numpy()), expected(project["ckpt_v1"], row.arch_json, project["bn_v1"]).numpy(),
-                               atol=1e-6)
+    ref = expected(project["ckpt_v1"], row.arch_json, project["bn_v1"], IMAGES).numpy()
+    np.testing.assert_allclose(model.predict(IMAGES), ref, atol=1e-5)
+    with torch.no_grad():  # the module itself still takes normalised float tensors
+        np.testing.assert_allclose(model.unwrap_python_model()(X).numpy(),
+                                   expected(project["ckpt_v1"], row.arch_json, project["bn_v1"]).numpy(), atol=1e-6)
+    with pytest.raises(Exception, match="does not match expected"):  # the signature checks the input
+        model.predict(IMAGES[..., None].repeat(3, axis=-1))
     champion = mlflow.pyfunc.load_model(f"models:/{dataset_name('toy')}@{CHAMPION}")
     best = zoo.sort_values(["val_acc", "arch_id"], ascending=[False, True]).iloc[0]
-    np.testing.assert_allclose(champion.predict(X.numpy()), expected(project["ckpt_v1"], best.arch_json, project["bn_v1"]).numpy(),
-                               atol=1e-6)
+    np.testing.assert_allclose(champion.predict(IMAGES), expected(project["ckpt_v1"], best.arch_json, project["bn_v1"],
+                                                                  IMAGES).numpy(), atol=1e-5)
 
 
 def test_rerun_registers_nothing_new(project):
@@ -210,9 +221,18 @@ def test_champion_moves_with_a_newer_zoo_and_the_old_version_stays_loadable(proj
                               expected(project["ckpt_v1"], arch_json, project["bn_v1"]), atol=1e-6)
         assert torch.allclose(load_model(subnet_name("toy", a), repo=root, uri=uri)(X), expected(ckpt, arch_json, bn_stats_path(root / "zoo/toy.parquet")),
                               atol=1e-6)
-    # a checkpoint that is nowhere on this machine: one clear error
-    with pytest.raises(MedNNSError, match="not found"):
-        load_model(f"{dataset_name('toy')}/{old.version}", repo=tmp_path, uri=uri)
+    # outside the checkout (no workspace file, no DVC cache) the old champion comes from the registry's
+    # artifact store, through the download cache
+    with torch.no_grad():
+        assert torch.allclose(load_model(f"{dataset_name('toy')}/{old.version}", repo=tmp_path, uri=uri)(X),
+                              expected(project["ckpt_v1"], old.tags["arch_json"], project["bn_v1"]), atol=1e-6)
+    # a file that is nowhere (not here, not in the registry): one clear error
+    from registry.lookup import build_from_tags
+
+    gone = {**old.tags, "checkpoint_md5": "0" * 32}
+    with pytest.raises(MedNNSError, match="not found") as err:
+        build_from_tags(gone, repo=tmp_path, source=old.source, uri=uri)
+    assert "\n" not in str(err.value)
 
 
 def test_errors_are_one_line(project, tmp_path):
