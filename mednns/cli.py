@@ -288,9 +288,9 @@ def zoo_pull(rev, remote, data, as_json) -> None:
         return
     where = ("the workspace and the DVC cache" if out["workspace"]
              else "the DVC cache (registry entries of that revision now load here)")
-    cached = max(out["files"] - out["fetched"], 0)
     click.echo(f"{out['rev'] or 'the workspace'}: {len(out['outputs'])} output(s), {out['files']} file(s), "
-               f"{out['bytes'] / 2 ** 20:.1f} MB, in {where}: {out['fetched']} downloaded, {cached} already cached"
+               f"{out['bytes'] / 2 ** 20:.1f} MB, now in {where}; downloaded {out['fetched']} file(s), "
+               f"{out['fetched_bytes'] / 2 ** 20:.1f} MB (the rest were in the cache already)"
                + (f"; {out['changed']} workspace file(s) updated" if out["workspace"] else ""))
     for path in out["outputs"]:
         click.echo(f"  {path}")

@@ -126,12 +126,12 @@ def champion_lines(dataset: str, best: dict, own, previous: dict | None) -> list
              f"{len(own)} subnets of this zoo (ties go to the smaller arch_id). It beats:", ""]
     if len(others):
         second = others.iloc[0]
-        largest = own.sort_values("params", ascending=False).iloc[0]
+        largest = others.sort_values(["params", "arch_id"], ascending=[False, True]).iloc[0]
         lines += [f"- the runner-up `{second.arch_id}`: val accuracy {_num(second.val_acc)} "
                   f"(test {_num(second.test_acc)}), {_int(second.params)} parameters",
                   f"- the median of the other {len(others)}: val accuracy {_num(others.val_acc.median())}",
-                  f"- the largest subnet `{largest.arch_id}` ({_int(largest.params)} parameters): val accuracy "
-                  f"{_num(largest.val_acc)}" + (" (it is the champion)" if largest.arch_id == best["arch_id"] else "")]
+                  f"- the largest other subnet `{largest.arch_id}` ({_int(largest.params)} parameters; the champion "
+                  f"has {_int(best.get('params'))}): val accuracy {_num(largest.val_acc)}"]
     else:
         lines.append("- nothing: it is the only subnet of its zoo")
     if previous:

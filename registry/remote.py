@@ -22,7 +22,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from mednns import MedNNSError
-from registry.artifacts import find_repo
+from registry.artifacts import dvc_cache_dir, find_repo
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +153,14 @@ def _outs(r, root: Path, targets) -> list[tuple[str, int, int]]:
     return sorted(out)
 
 
+def _cache_objects(root: Path) -> dict[str, int]:
+    """File objects (not folder manifests) of the local DVC cache: name -> bytes."""
+    base = dvc_cache_dir(root) / "files" / "md5"
+    if not base.is_dir():
+        return {}
+    return {p.parent.name + p.name: p.stat().st_size for p in base.glob("*/*") if not p.name.endswith(".dir")}
+
+
 def pull_zoo(rev: str | None = None, remote: str | None = None, repo: str | Path | None = None,
              targets=ZOO_TARGETS, data: bool = True) -> dict:
     """Fetch what select, load_model and export need of git revision `rev` (default: the checked-out
@@ -160,8 +168,9 @@ def pull_zoo(rev: str | None = None, remote: str | None = None, repo: str | Path
 
     The checked-out revision is pulled into the workspace; another revision only into the DVC cache,
     which is where registry entries of that revision find their files. Returns what it did: the
-    outputs, their files and bytes, how many files were downloaded (the rest were in the cache already),
-    how many workspace files changed, and the targets that revision has no outputs under.
+    outputs, their files and bytes, the file objects and bytes that came into the local DVC cache (counted
+    there: the rest were in it already, or share content), how many workspace files changed, and the
+    targets that revision has no outputs under.
     """
     root = Path(repo).resolve() if repo else find_repo()
     commit = _rev_commit(root, rev) if rev else _head(root)
@@ -178,16 +187,17 @@ def pull_zoo(rev: str | None = None, remote: str | None = None, repo: str | Path
             paths = [o[0] for o in outs]
             report = {"rev": commit, "workspace": checked_out, "outputs": paths, "files": sum(o[1] for o in outs),
                       "bytes": sum(o[2] for o in outs), "missing": [t for t in wanted if not any(_under(p, [t]) for p in paths)]}
-            if not paths:
-                return {**report, "fetched": 0, "changed": 0}
-            if checked_out:
+            before = _cache_objects(root)
+            changed = 0
+            if paths and checked_out:
                 result = r.pull(targets=paths, remote=remote)
                 stats = result.get("stats", result) if isinstance(result, dict) else {}
                 changed = sum(v if isinstance(v, int) else len(v or ()) for k, v in stats.items()
                               if k in ("added", "modified"))
-                return {**report, "fetched": int(stats.get("fetched", 0)), "changed": changed}
-            n = r.fetch(targets=paths, revs=[commit], remote=remote, workspace=False)
-            return {**report, "fetched": int(n or 0), "changed": 0}
+            elif paths:
+                r.fetch(targets=paths, revs=[commit], remote=remote, workspace=False)
+            new = {k: v for k, v in _cache_objects(root).items() if k not in before}
+            return {**report, "fetched": len(new), "fetched_bytes": sum(new.values()), "changed": changed}
         except MedNNSError:
             raise
         except Exception as e:  # noqa: BLE001

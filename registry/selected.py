@@ -47,6 +47,7 @@ def register_onnx(onnx_path: str | Path, dataset: str, example: np.ndarray, tags
     found = _existing_version(client, name, sha)
     if found:
         log.info("%s is already registered as %s version %s", onnx_path, name, found.version)
+        describe_selection(client, name, found.version, card)
         return f"models:/{name}/{found.version}"
     str_tags = {k: str(v) for k, v in tags.items()}
     with tracked_run("selections", f"select:{dataset}:{sha[:16]}", str_tags, tags={"dataset": dataset},
@@ -56,13 +57,14 @@ def register_onnx(onnx_path: str | Path, dataset: str, example: np.ndarray, tags
             mlflow.log_artifact(str(card))
         signature = infer_signature(example, onnx_predict(onnx_path, example))
         info = mlflow.onnx.log_model(onnx.load(str(onnx_path)), name="model", registered_model_name=name,
-                                     signature=signature, input_example=example,
+                                     signature=signature, input_example=example, metadata=_metadata(str_tags),
                                      onnx_execution_providers=["CPUExecutionProvider"],
                                      save_as_external_data=False)
     version = info.registered_model_version
     for key, value in {**str_tags, SHA_TAG: sha, **{k: f"{v:.4f}" for k, v in metrics.items()}}.items():
         client.set_model_version_tag(name, version, key, value)
     client.set_registered_model_alias(name, "latest-selection", version)
+    describe_selection(client, name, version, card)
     log.info("registered %s as %s version %s", onnx_path, name, version)
     return f"models:/{name}/{version}"
 
@@ -75,3 +77,28 @@ def register_selection(sel, ds, delivery) -> str:
                "test_auc": sel.test["auc"], "onnx_test_acc": delivery.onnx_test["acc"]}
     return register_onnx(delivery.onnx.path, ds.spec.name, npz_layout(ds.images("val")[:2]), delivery.tags,
                          metrics, delivery.card)
+
+
+def _metadata(tags: dict) -> dict:
+    """What the MLmodel file says beside the signature: the class names of the logits' columns."""
+    import json
+
+    try:
+        names = json.loads(tags.get("class_names", "[]"))
+    except ValueError:
+        names = []
+    return {"class_names": names, "mednns_input": "uint8 images exactly as the npz stores them",
+            "mednns_output": f"float32 logits (N, {len(names)}), column i = class i"}
+
+
+def describe_selection(client, name: str, version, card: str | Path | None) -> None:
+    """The selector's model card, whole, as the version's description and (the latest) the model's."""
+    from registry.cards import selected_card
+
+    if not card or not Path(card).is_file():
+        return
+    text = selected_card(Path(card).read_text(), name, version)
+    if (client.get_model_version(name, str(version)).description or "") != text:
+        client.update_model_version(name, str(version), description=text)
+    if str(version) == str(client.get_model_version_by_alias(name, "latest-selection").version):
+        client.update_registered_model(name, description=text)
