@@ -219,12 +219,13 @@ def load_model(name_or_id: str, repo: str | Path | None = None, uri: str | None 
 
 
 def show(name_or_id: str, uri: str | None = None) -> dict:
-    """Everything the registry knows of one entry: name, version, aliases, tags, other versions."""
+    """Everything the registry knows of one entry: name, version, aliases, tags, its card (the version's
+    description; the registered model's as model_description), other versions."""
     reg = Registry(uri)
     v = resolve_version(name_or_id, reg)
     model = reg.call(reg.client.get_registered_model, v.name)
     versions = reg.search_versions(f"name = '{v.name}'")
     return {"name": v.name, "version": int(v.version), "source": v.source, "run_id": v.run_id,
             "aliases": dict(getattr(model, "aliases", {}) or {}), "tags": dict(v.tags),
-            "model_tags": dict(model.tags), "description": model.description,
+            "model_tags": dict(model.tags), "description": v.description, "model_description": model.description,
             "versions": sorted(int(x.version) for x in versions)}

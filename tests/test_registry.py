@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import subprocess
@@ -157,7 +158,32 @@ def test_rerun_registers_nothing_new(project):
     again = sync(zoo_dir=project["root"] / "zoo", supernet_dir=project["root"] / "models/supernets", uri=uri,
                  repo=project["root"], progress=False)
     assert again.created == 0 and again.models_created == 0 and again.supernets_created == 0
+    assert again.described == 0 and again.artifacts == 0  # every card already says what its tags say
     assert len(Registry(uri).search_versions("tags.dataset = 'toy'")) == before
+
+
+def test_a_card_that_is_missing_or_wrong_is_rewritten_by_the_next_sync(project):
+    root, uri, zoo = project["root"], project["uri"], project["zoo"]
+    reg = Registry(uri)
+    v = resolve_version(subnet_name("toy", zoo.arch_id[0]), reg)
+    card = v.description
+    reg.client.update_model_version(v.name, v.version, description="")  # as registered before cards
+    w = resolve_version(subnet_name("toy", zoo.arch_id[1]), reg)
+    reg.client.update_model_version(w.name, w.version, description=w.description.replace("/1", "/7"))
+    rep = sync(zoo_dir=root / "zoo", supernet_dir=root / "models/supernets", uri=uri, repo=root, progress=False)
+    assert rep.created == 0 and rep.described == 2
+    assert resolve_version(v.name, reg).description == card
+    assert f"models:/{w.name}/{w.version}" in resolve_version(w.name, reg).description
+
+
+def test_lineage_of_a_checkpoint_made_elsewhere_is_a_registry_run_with_its_settings(project):
+    reg = Registry(project["uri"])
+    v = resolve_version(subnet_name("toy", project["zoo"].arch_id[0]), reg)
+    run = reg.client.get_run(v.run_id)  # no training run of this checkpoint in this store
+    assert reg.client.get_experiment(run.info.experiment_id).name == "mednns-registry"
+    assert run.data.params["dataset"] == "toy" and run.data.params["checkpoint"] == "models/supernets/toy.pt"
+    assert "space.widths" in run.data.params and "final_val_acc" in run.data.metrics
+    assert v.source == f"runs:/{v.run_id}/loader"
 
 
 def test_list_models_filters(project):
@@ -185,6 +211,7 @@ def test_a_rescored_zoo_of_the_same_checkpoint_refreshes_tags_not_versions(proje
         assert rep.created == 0 and rep.retagged == len(zoo)  # every row's zoo_md5 tag moves
         v = resolve_version(subnet_name("toy", worst), Registry(uri))
         assert int(v.version) == 1 and v.tags["val_acc"] == "0.0123" and v.tags["zoo_md5"] == md5_file(path)
+        assert "| val | 0.0123 |" in v.description  # the card follows its tags
     finally:
         zoo.to_parquet(path, index=False)
         sync(zoo_dir=root / "zoo", supernet_dir=root / "models/supernets", uri=uri, repo=root, progress=False)
@@ -248,16 +275,28 @@ def test_errors_are_one_line(project, tmp_path):
 
 def test_cli_zoo_list_show_sync_and_errors(project):
     root, uri = project["root"], project["uri"]
-    env = {"MLFLOW_TRACKING_URI": uri, "COLUMNS": "200"}
+    env = {"MLFLOW_TRACKING_URI": uri, "COLUMNS": "80"}  # piped through an 80-column terminal's pipe
     out = run_cli("registry", "sync", cwd=root, env=env)
     assert out.returncode == 0, out.stderr
     assert "0 new" in out.stdout
+    rows = list_models(dataset="toy", uri=uri)
     out = run_cli("zoo", "list", "--dataset", "toy", "--limit", "3", cwd=root, env=env)
     assert out.returncode == 0, out.stderr
-    assert "mednns.toy." in out.stdout and "val_acc" in out.stdout
-    name = list_models(dataset="toy", uri=uri).name[0]
+    assert "val_acc" in out.stdout and "…" not in out.stdout
+    for r in rows.head(3).itertuples():  # every value whole, however wide the line
+        line = next(line for line in out.stdout.splitlines() if line.startswith(r.name + " "))
+        assert line.split()[1:] == [str(r.version), f"{r.params:,}", f"{r.macs:,}", f"{r.latency_ms:.2f}",
+                                    f"{r.val_acc:.4f}", f"{r.test_acc:.4f}"]
+    listed = run_cli("zoo", "list", "--dataset", "toy", "--json", cwd=root, env=env)
+    assert listed.returncode == 0, listed.stderr
+    records = json.loads(listed.stdout)
+    assert [x["name"] for x in records] == list(rows.name) and [x["val_acc"] for x in records] == list(rows.val_acc)
+    name = rows.name[0]
     out = run_cli("zoo", "show", name, cwd=root, env=env)
     assert out.returncode == 0 and "checkpoint_md5" in out.stdout and name in out.stdout
+    shown = json.loads(run_cli("zoo", "show", name, "--json", cwd=root, env=env).stdout)
+    assert shown["name"] == name and shown["tags"]["arch_id"] == rows.arch_id[0]
+    assert f"models:/{name}/{shown['version']}" in shown["description"]  # the version's card
     for args, env_over in ((("zoo", "show", "mednns.toy.000000000000"), env),
                            (("zoo", "list"), {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"})):
         out = run_cli(*args, cwd=root, env=env_over)
