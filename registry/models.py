@@ -447,7 +447,7 @@ class ZooRegistrar:
             kept = {}
             for v in sorted(after, key=lambda v: -int(v.version)):
                 kept[(v.name, v.tags.get("key"))] = v
-            fix = [(v, cards.subnet_card(v.name, v.version, wanted[v.tags.get("key")], v.run_id))
+            fix = [(v, cards.subnet_card(v.name, v.version, v.tags, v.run_id))
                    for v in kept.values() if v.tags.get("key") in wanted]
             fix = [(v, card) for v, card in fix if (v.description or "") != card]
             if fix:
