@@ -14,6 +14,48 @@ from mednns.utils.logs import LEVELS as LOG_LEVELS, setup_logging
 console = Console()
 
 
+def _print_json(obj) -> None:
+    """One JSON document on stdout (NaN as null), for scripts: `--json` of the browsing commands."""
+    import json
+    import math
+
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {str(k): clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        if hasattr(v, "item"):  # numpy scalars
+            return clean(v.item())
+        return v
+
+    click.echo(json.dumps(clean(obj), indent=2, default=str))
+
+
+def _print_table(title: str, columns: list[tuple[str, str]], rows: list[list[str]]) -> None:
+    """A table that never cuts a value: rich's on a terminal (cells wrap, never "..."), plain aligned
+    text when piped, whatever the width. `columns`: (header, "left" | "right")."""
+    if console.is_terminal:
+        table = Table(title=title)
+        for name, justify in columns:
+            table.add_column(name, justify=justify, overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+        return
+    widths = [max([len(name), *(len(r[i]) for r in rows)]) for i, (name, _) in enumerate(columns)]
+
+    def line(cells) -> str:
+        return "  ".join(c.rjust(w) if j == "right" else c.ljust(w)
+                         for c, w, (_, j) in zip(cells, widths, columns)).rstrip()
+
+    click.echo(title)
+    click.echo(line([name for name, _ in columns]))
+    for row in rows:
+        click.echo(line(row))
+
+
 class _Group(click.Group):
     """The root group: every expected failure of any subcommand becomes one line and exit code 1
     (`mednns.utils.errors`); a bug keeps its traceback, and `--debug` keeps it for every error."""
@@ -55,28 +97,36 @@ _classes = click.option("--num-classes", type=click.IntRange(2, 10_000),
                              "occurs in no split).")
 
 
+_json = click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of a table.")
+
+
 @data.command("info")
 @click.argument("dataset")
 @_size
 @_offline
 @_task
 @_classes
-def data_info(dataset: str, size: str, no_download: bool, task: str | None, num_classes: int | None) -> None:
+@_json
+def data_info(dataset: str, size: str, no_download: bool, task: str | None, num_classes: int | None,
+              as_json: bool) -> None:
     """Print the spec and the split and class counts of DATASET (a name or an .npz path)."""
     from mednns.data import SPLITS, load_dataset
 
     ds = load_dataset(dataset, size=int(size), download=not no_download, task=task,
                       num_classes=num_classes)
     spec = ds.spec
-    console.print(f"[bold]{spec.name}[/]  task={spec.task.value}  channels={spec.channels}  "
-                  f"classes={spec.num_classes}  size={spec.image_size}px  source={spec.source}")
-    table = Table("class", *SPLITS, title=f"{spec.name}: images per split and class")
     counts = {s: ds.class_counts(s) for s in SPLITS}
-    for i, label in enumerate(spec.label_names):
-        table.add_row(f"{i}: {label[:40]}", *(str(counts[s][i]) for s in SPLITS))
-    table.add_section()
-    table.add_row("total", *(str(spec.splits[s]) for s in SPLITS), style="bold")
-    console.print(table)
+    if as_json:
+        _print_json({"spec": spec.to_dict(),
+                     "class_counts": {s: {name: int(counts[s][i]) for i, name in enumerate(spec.label_names)}
+                                      for s in SPLITS}})
+        return
+    click.echo(f"{spec.name}  task={spec.task.value}  channels={spec.channels}  classes={spec.num_classes}  "
+               f"size={spec.image_size}px  source={spec.source}")
+    rows = [[f"{i}: {label}", *(str(counts[s][i]) for s in SPLITS)] for i, label in enumerate(spec.label_names)]
+    rows.append(["total", *(str(spec.splits[s]) for s in SPLITS)])
+    _print_table(f"{spec.name}: images per split and class",
+                 [("class", "left"), *((s, "right") for s in SPLITS)], rows)
 
 
 @data.command("check")
@@ -254,53 +304,71 @@ def zoo() -> None:
 @click.option("--max-macs", type=int, help="Maximum multiply-accumulates at batch 1.")
 @click.option("--max-latency-ms", type=float, help="Maximum CPU latency at batch 1 (zoo measurement).")
 @click.option("--sort", default="val_acc", show_default=True, help="Column to sort by.")
-@click.option("--limit", default=30, show_default=True, type=click.IntRange(min=0), help="Rows to print (0: all).")
-def zoo_list(dataset, min_acc, max_params, max_macs, max_latency_ms, sort, limit) -> None:
+@click.option("--limit", type=click.IntRange(min=0), help="Rows to print, 0: all [30 in a table, all with --json].")
+@_json
+def zoo_list(dataset, min_acc, max_params, max_macs, max_latency_ms, sort, limit, as_json) -> None:
     """List registered subnets, best first."""
     from registry.lookup import list_models
 
     df = list_models(dataset=dataset, min_acc=min_acc, max_params=max_params, max_macs=max_macs,
                      max_latency_ms=max_latency_ms, sort=sort)
+    limit = (0 if as_json else 30) if limit is None else limit
     shown = df if not limit else df.head(limit)
-    table = Table(title=f"{len(df)} registered subnets" + (f" (first {len(shown)})" if len(shown) < len(df) else ""))
-    table.add_column("name", no_wrap=True)
-    for col in ("v", "params", "MACs", "ms", "val_acc", "test_acc"):
-        table.add_column(col, justify="right")
-    for r in shown.itertuples():
-        table.add_row(r.name, str(r.version), f"{r.params:,}" if r.params is not None else "-",
-                      f"{r.macs:,}" if r.macs is not None else "-", f"{r.latency_ms:.2f}",
-                      f"{r.val_acc:.4f}", f"{r.test_acc:.4f}")
-    console.print(table)
+    if as_json:
+        _print_json(shown.to_dict(orient="records"))
+        return
+    rows = [[r.name, str(r.version), f"{r.params:,}" if r.params is not None else "-",
+             f"{r.macs:,}" if r.macs is not None else "-", f"{r.latency_ms:.2f}", f"{r.val_acc:.4f}",
+             f"{r.test_acc:.4f}"] for r in shown.itertuples()]
+    title = f"{len(df)} registered subnets" + (f" (first {len(shown)})" if len(shown) < len(df) else "")
+    _print_table(title, [("name", "left"), *((c, "right") for c in ("v", "params", "MACs", "ms", "val_acc",
+                                                                     "test_acc"))], rows)
 
 
 @zoo.command("show")
 @click.argument("name")
-def zoo_show(name: str) -> None:
+@_json
+def zoo_show(name: str, as_json: bool) -> None:
     """Show one registry entry: NAME, NAME/<version>, NAME@<alias>, <dataset> (its champion) or an arch_id."""
     from registry.lookup import show
 
     info = show(name)
-    console.print(f"[bold]{info['name']}[/] version {info['version']} of {info['versions']}  "
-                  f"aliases {info['aliases'] or '-'}")
+    if as_json:
+        _print_json(info)
+        return
+    click.echo(f"{info['name']} version {info['version']} of {info['versions']}  aliases {info['aliases'] or '-'}")
     if info["description"]:
-        console.print(info["description"])
-    table = Table("tag", "value")
-    for k, v in sorted(info["tags"].items()):
-        table.add_row(k, v)
-    table.add_row("source", info["source"])
-    console.print(table)
+        click.echo(info["description"])
+    rows = [[k, v] for k, v in sorted(info["tags"].items())] + [["source", info["source"]],
+                                                                ["run_id", info["run_id"] or "-"]]
+    _print_table("tags", [("tag", "left"), ("value", "left")], rows)
 
 
 @zoo.command("pull")
 @click.option("--rev", help="Git revision (commit, tag, branch) whose zoo to fetch [the checked-out one].")
 @click.option("--remote", "-r", help="DVC remote [the default remote].")
-def zoo_pull(rev, remote) -> None:
-    """Fetch the supernets and zoo tables of a revision from the DVC remote."""
+@click.option("--data/--no-data", default=True, show_default=True,
+              help="Also the prepared datasets (the val images `mednns export` verifies against).")
+@_json
+def zoo_pull(rev, remote, data, as_json) -> None:
+    """Fetch what select, load_model and export need of a revision from the DVC remote: supernets, zoo
+    tables and their BatchNorm statistics, the meta-space (and the prepared datasets)."""
     from registry.remote import pull_zoo
 
-    out = pull_zoo(rev=rev, remote=remote)
-    where = "workspace and cache" if out["workspace"] else "DVC cache (registry entries of it now load)"
-    console.print(f"{out['fetched']} file(s) of {out['rev'] or 'the workspace'} fetched into the {where}")
+    out = pull_zoo(rev=rev, remote=remote, data=data)
+    if as_json:
+        _print_json(out)
+        return
+    where = ("the workspace and the DVC cache" if out["workspace"]
+             else "the DVC cache (registry entries of that revision now load here)")
+    click.echo(f"{out['rev'] or 'the workspace'}: {len(out['outputs'])} output(s), {out['files']} file(s), "
+               f"{out['bytes'] / 2 ** 20:.1f} MB, now in {where}; downloaded {out['fetched']} file(s), "
+               f"{out['fetched_bytes'] / 2 ** 20:.1f} MB (the rest were in the cache already)"
+               + (f"; {out['changed']} workspace file(s) updated" if out["workspace"] else ""))
+    for path in out["outputs"]:
+        click.echo(f"  {path}")
+    if out["missing"]:
+        click.echo(f"not in that revision: {', '.join(out['missing'])}")
 
 
 @cli.group()
@@ -376,8 +444,10 @@ def export_cmd(model: str, output: str, data_name: str | None) -> None:
     from mednns.data import load_dataset, load_prepared
     from mednns.selector import export_onnx
     from registry.lookup import build_from_tags, resolve_version
+    from registry.tracking import tracking_uri
 
-    tags = resolve_version(model).tags
+    version = resolve_version(model)
+    tags = version.tags
     if tags.get("kind") not in ("subnet", "champion"):
         raise MedNNSError(f"{model}: a {tags.get('kind')} entry; only subnets export to ONNX "
                           "(see `mednns zoo list`)")
@@ -389,7 +459,8 @@ def export_cmd(model: str, output: str, data_name: str | None) -> None:
     else:
         raise MedNNSError(f"{prepared} not found: run `dvc pull {prepared}`, or give --data with val images "
                           "of the subnet's dataset to verify the export")
-    net = build_from_tags(tags)  # the network the zoo scored: its recalibrated BatchNorm statistics
+    # the network the zoo scored (its recalibrated BatchNorm statistics), from the checkout or the registry
+    net = build_from_tags(tags, source=version.source, uri=tracking_uri())
     report = export_onnx(net, ds.spec, output, ds.images("val"), extra_metadata={"registered_model": model})
     console.print(f"wrote {output}: {tags['dataset']} subnet {tags['arch_id']}, opset {report.opset}, "
                   f"max |onnx - torch| {report.max_abs_diff:.1e} on {report.images_checked} val images")

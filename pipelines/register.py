@@ -16,9 +16,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--workers", type=int, default=None, help="parallel requests (default: params register.workers)")
     args = parser.parse_args(argv)
     cfg = config("register", RegisterConfig)
-    report = sync(args.zoo, args.supernets, workers=args.workers or cfg.workers, datasets=datasets() or None).to_dict()
-    report["metaspace"] = register_metaspace(args.metaspace)
-    write_json(args.out, report)
+    report = sync(args.zoo, args.supernets, workers=args.workers or cfg.workers, datasets=datasets() or None)
+    metaspace = register_metaspace(args.metaspace, report=report)
+    write_json(args.out, {**report.to_dict(), "metaspace": metaspace})
 
 
 if __name__ == "__main__":

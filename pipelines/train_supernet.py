@@ -42,6 +42,7 @@ def main(argv: list[str]) -> None:
             return
         import mlflow  # only rank 0 tracks: the other ranks never load MLflow
 
+        from registry.artifacts import md5_file
         from registry.tracking import run_key, tracked_run
 
         name = ds.spec.name
@@ -53,6 +54,8 @@ def main(argv: list[str]) -> None:
             mlflow.log_metrics({f"final_{k}": v for k, v in summary["final"].items()})
             mlflow.log_metric("train_seconds", summary["train_seconds"])
             mlflow.set_tag("checkpoint", args.checkpoint)
+            # how the registrar finds this run: its model versions point here, beside params and metrics
+            mlflow.set_tag("checkpoint_md5", md5_file(args.checkpoint))
     write_json(args.metrics, {**summary["final"], "train_seconds": round(summary["train_seconds"], 1)})
 
 

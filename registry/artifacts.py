@@ -1,10 +1,13 @@
 """Where a registered model's files are: DVC-tracked paths, found again by content hash.
 
-A registry entry never holds weights. It names a repo-relative path (`models/supernets/x.pt`) and the
-DVC md5 of that file (DVC 3 hashes a file as the plain md5 of its bytes). On any machine the file is
-found by that md5: the workspace copy if it matches, else the object in the local DVC cache
-(`.dvc/cache/files/md5/ab/cdef...`), which `dvc pull` / `mednns zoo pull --rev <rev>` fills. So an
-entry of an older zoo stays loadable after a newer checkpoint replaced the workspace file.
+A registry entry names a repo-relative path (`models/supernets/x.pt`) and the DVC md5 of that file (DVC 3
+hashes a file as the plain md5 of its bytes). On any machine the file is found by that md5, first match
+wins: the workspace copy, the object in the local DVC cache (`.dvc/cache/files/md5/ab/cdef...`, which
+`dvc pull` / `mednns zoo pull --rev <rev>` fill), a copy the caller already has (the files inside a
+downloaded MLflow loader artifact), this machine's download cache (`MEDNNS_CACHE`, default
+`~/.cache/mednns`, keyed by md5), and last a download from the registry's artifact store into that cache.
+So an entry of an older zoo stays loadable after a newer checkpoint replaced the workspace file, inside
+the checkout offline, and from any folder that reaches the MLflow server.
 """
 
 from __future__ import annotations
@@ -12,8 +15,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
+from typing import Callable, Iterable
 
 from mednns import MedNNSError
 
@@ -93,8 +99,70 @@ def dvc_cache_dir(repo: Path) -> Path:
     return cache
 
 
-def resolve_file(rel: str, md5: str, repo: str | Path | None = None) -> Path:
-    """The file registered as (`rel`, `md5`) on this machine: workspace copy or DVC cache object."""
+def cache_dir() -> Path:
+    """This machine's download cache of registered files (MEDNNS_CACHE, else $XDG_CACHE_HOME/mednns or
+    ~/.cache/mednns)."""
+    if os.environ.get("MEDNNS_CACHE"):
+        return Path(os.environ["MEDNNS_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "mednns"
+
+
+def _cached_file(md5: str) -> Path:
+    return cache_dir() / "files" / "md5" / md5[:2] / md5[2:]
+
+
+def _cached_dir(md5: str) -> Path:
+    return cache_dir() / "dirs" / md5
+
+
+def _into_cache(path: Path, target: Path) -> Path:
+    """Copy `path` (a file or folder) to `target` atomically (a temporary name, then rename)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
+    try:
+        staged = tmp / "x"
+        (shutil.copytree if path.is_dir() else shutil.copy2)(path, staged)
+        try:
+            os.replace(staged, target)
+        except OSError:  # another process put it there first (a folder cannot replace a folder)
+            if not target.exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+Fetch = Callable[[Path], Path]  # downloads into the given empty folder, returns the downloaded path
+
+
+def _not_found(rel: str, md5: str, root: Path, state: str, fetch_error: str | None) -> MedNNSError:
+    where = (f"the registry's copy could not be fetched ({fetch_error})" if fetch_error
+             else "no registry copy was given")
+    return MedNNSError(f"{rel} (md5 {md5[:8]}) not found in {root}: the workspace file {state}, the DVC cache "
+                       f"lacks it and {where}; run `mednns zoo pull --rev <commit>` or `dvc pull` there")
+
+
+def _fetched(fetch: Fetch | None, md5: str, check: Callable[[Path], str], target: Path) -> tuple[Path | None, str | None]:
+    """(path in the download cache, None) after fetching and checking the content hash, or (None, why)."""
+    if fetch is None:
+        return None, None
+    with tempfile.TemporaryDirectory(prefix="mednns-fetch-") as tmp:
+        try:
+            got = Path(fetch(Path(tmp)))
+        except MedNNSError as e:
+            return None, str(e)
+        except Exception as e:  # noqa: BLE001 - MLflow / HTTP / S3 errors under many names
+            return None, f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+        if not got.exists() or check(got) != md5:
+            return None, f"the downloaded copy does not have hash {md5[:8]}"
+        return _into_cache(got, target), None
+
+
+def resolve_file(rel: str, md5: str, repo: str | Path | None = None, copies: Iterable[str | Path] = (),
+                 fetch: Fetch | None = None) -> Path:
+    """The file registered as (`rel`, `md5`) on this machine (see the module docstring for the order):
+    `copies` are paths that may hold it, `fetch` downloads it when nothing here does."""
     root = Path(repo).resolve() if repo else find_repo()
     candidate = Path(rel) if Path(rel).is_absolute() else root / rel
     if candidate.is_file() and md5_file(candidate) == md5:
@@ -102,16 +170,29 @@ def resolve_file(rel: str, md5: str, repo: str | Path | None = None) -> Path:
     cached = dvc_cache_dir(root) / "files" / "md5" / md5[:2] / md5[2:]
     if cached.is_file():
         return cached
-    state = "has other contents" if candidate.is_file() else "is missing"
-    raise MedNNSError(f"{rel} (md5 {md5[:8]}) not found in {root}: the workspace file {state} and the DVC "
-                      f"cache lacks it; run `mednns zoo pull --rev <commit>` or `dvc pull` there")
+    for copy in copies:
+        if Path(copy).is_file() and md5_file(copy) == md5:
+            return Path(copy)
+    if _cached_file(md5).is_file():
+        return _cached_file(md5)
+    got, why = _fetched(fetch, md5, md5_file, _cached_file(md5))
+    if got is not None:
+        return got
+    raise _not_found(rel, md5, root, "has other contents" if candidate.is_file() else "is missing", why)
 
 
-def resolve_dir(rel: str, md5: str, repo: str | Path | None = None) -> Path:
+def resolve_dir(rel: str, md5: str, repo: str | Path | None = None, copies: Iterable[str | Path] = (),
+                fetch: Fetch | None = None) -> Path:
+    """A registered folder (content hash `md5_dir`), found as `resolve_file` finds a file."""
     root = Path(repo).resolve() if repo else find_repo()
     candidate = Path(rel) if Path(rel).is_absolute() else root / rel
-    if candidate.is_dir() and md5_dir(candidate) == md5:
-        return candidate
+    for folder in (candidate, *map(Path, copies), _cached_dir(md5)):
+        if folder.is_dir() and md5_dir(folder) == md5:
+            return folder
+    got, why = _fetched(fetch, md5, md5_dir, _cached_dir(md5))
+    if got is not None:
+        return got
     state = "has other contents" if candidate.is_dir() else "is missing"
-    raise MedNNSError(f"{rel} (hash {md5[:8]}) not found in {root}: the folder {state}; check out the "
-                      "matching version (`git checkout <commit> && dvc checkout`, or `dvc pull`)")
+    raise MedNNSError(f"{rel} (hash {md5[:8]}) not found in {root}: the folder {state} and "
+                      + (f"the registry's copy could not be fetched ({why})" if why else "no registry copy was given")
+                      + "; check out the matching version (`git checkout <commit> && dvc checkout`, or `dvc pull`)")

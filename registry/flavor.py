@@ -1,14 +1,17 @@
 """The pyfunc loader behind every MedNNS registry entry (`mlflow.pyfunc.load_model("models:/...")`).
 
-One artifact per supernet checkpoint (or meta-space) is shared by many model versions. MLflow writes
-`registered_model_meta` (the model name and version) next to a model it downloads through a
-`models:/` URI, so the loader reads that version's tags (arch_json, checkpoint, checkpoint_md5) to
-know which subnet it is; loaded by run URI it gives the supernet (or the meta-space).
+One artifact per supernet checkpoint (or meta-space) is shared by many model versions and carries the
+files themselves (registry.loader). MLflow writes `registered_model_meta` (the model name and version)
+next to a model it downloads through a `models:/` URI, so the loader reads that version's tags
+(arch_json, checkpoint_md5, bn_stats_md5) to know which subnet it is; loaded by run URI it gives the
+supernet (or the meta-space). The files come from the artifact's own copy (checked by md5), else the
+workspace or the DVC cache (an artifact registered before the files travelled with it).
 
-Predict input: images as a numpy array, either float (N, C, H, W) already normalised, or uint8
-(N, H, W[, C]) MedMNIST layout (converted to the network's channels and resolution and normalised, as its `cfg` says). Output: logits (N, classes) as numpy.
-The meta-space takes uint8 images (or an npz path, or a DataFrame with a `path` column) and returns
-its ranked candidates as a DataFrame; params: k, max_params, max_macs, max_latency_ms.
+Predict input, as the signature says: uint8 images (N, H, W[, 3]) as the npz stores them (converted to
+the network's channels and resolution and normalised, as its `cfg` says). Output: float32 logits
+(N, classes). `unwrap_python_model()` gives the torch module, which also takes float (N, C, H, W)
+already normalised. The meta-space takes uint8 images (N, H, W, C) and returns its ranked candidates
+as a DataFrame; params: k, max_params, max_macs, max_latency_ms.
 """
 
 from __future__ import annotations
@@ -23,6 +26,10 @@ class MedNNSPyfunc:
     def __init__(self, module, tags: dict):
         self.module = module
         self.tags = tags
+
+    @property
+    def python_model(self):  # what PyFuncModel.unwrap_python_model() hands out: the torch module
+        return self.module
 
     def unwrap_python_model(self):
         return self.module
@@ -40,15 +47,26 @@ class MedNNSPyfunc:
             return self.module.query(model_input, k=int(params.get("k") or 5), constraints=constraints or None)
         if isinstance(model_input, pd.DataFrame):
             model_input = model_input.to_numpy()
+        if isinstance(model_input, dict) and len(model_input) == 1:  # a named tensor
+            model_input = next(iter(model_input.values()))
         x = np.asarray(model_input)
         if x.dtype == np.uint8:  # as the npz stores them: fed as the network's config says, like the zoo did
             from mednns import predict
 
-            cfg = self.module.cfg
-            return predict(self.module, x, channels=cfg.in_channels, size=cfg.image_size,
-                           channels_last=True).numpy()
+            channels, size = _input_of(self.module)
+            if not hasattr(self.module, "cfg"):  # the supernet (its largest arch): no BatchNorm folding
+                from mednns import to_tensor
+
+                with torch.no_grad():
+                    return self.module(to_tensor(x, channels=channels, size=size)).numpy()
+            return predict(self.module, x, channels=channels, size=size, channels_last=True).numpy()
         with torch.no_grad():
             return self.module(torch.as_tensor(x, dtype=torch.float32)).numpy()
+
+
+def _input_of(module) -> tuple[int, int]:
+    cfg = getattr(module, "cfg", None)
+    return (cfg.in_channels, cfg.image_size) if cfg is not None else (module.in_channels, module.image_size)
 
 
 def _registered_tags(model_dir: Path) -> dict:
@@ -72,7 +90,9 @@ def _registered_tags(model_dir: Path) -> dict:
 def _load_pyfunc(data_path: str, model_config=None):
     from registry.lookup import build_from_tags
 
-    data_path = Path(data_path)
-    pointer = json.loads(data_path.read_text())
-    tags = {**pointer, **_registered_tags(data_path.parent)}  # data_path: <model>/data/pointer.json
-    return MedNNSPyfunc(build_from_tags(tags), tags)
+    data_path = Path(data_path)  # <model>/data/loader/ (older artifacts: <model>/data/pointer.json)
+    folder = data_path if data_path.is_dir() else data_path.parent
+    pointer = json.loads((folder / "pointer.json").read_text())
+    copies = [folder / f for f in (pointer.pop("files", None) or {}).values()]
+    tags = {**pointer, **_registered_tags(folder.parent)}
+    return MedNNSPyfunc(build_from_tags(tags, copies=copies), tags)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from pathlib import Path
@@ -12,6 +13,8 @@ from mednns import MedNNSError
 from registry.artifacts import find_repo
 from registry.client import NOT_FOUND, Registry, literal
 from registry.models import BROWSE_COLUMNS, CHAMPION, METASPACE, PREFIX, _check_dataset
+
+log = logging.getLogger(__name__)
 
 
 def _row(v) -> dict:
@@ -124,8 +127,9 @@ def resolve_version(name_or_id: str, reg: Registry | None = None):
 
 
 class _Files:
-    """Registered files found by content hash (workspace or DVC cache), each loaded once: one
-    `SubnetStore` keyed by checkpoint md5, and the zoos' BatchNorm statistics by md5."""
+    """Registered files found by content hash (registry.artifacts: workspace, DVC cache, the copies a
+    downloaded loader artifact holds, the download cache, the registry's artifact store), each loaded
+    once: one `SubnetStore` keyed by checkpoint md5, and the zoos' BatchNorm statistics by md5."""
 
     def __init__(self):
         from mednns import SubnetStore
@@ -134,14 +138,15 @@ class _Files:
         self.store = SubnetStore(lambda md5: self.paths[md5])
         self.bn: dict[str, object] = {}
 
-    def checkpoint(self, tags: dict, repo) -> str:
+    def checkpoint(self, tags: dict, where: "_Where") -> str:
         from registry.artifacts import resolve_file
 
         md5 = tags["checkpoint_md5"]
-        self.paths[md5] = resolve_file(tags["checkpoint"], md5, repo)  # a file gone from here is an error
+        # resolved on every call: a file gone from here (or a newer download) is seen at once
+        self.paths[md5] = resolve_file(tags["checkpoint"], md5, where.repo, where.copies, where.fetch(tags["checkpoint"]))
         return md5
 
-    def bn_stats(self, tags: dict, repo):
+    def bn_stats(self, tags: dict, where: "_Where"):
         from mednns import BNStats
         from registry.artifacts import resolve_file
 
@@ -152,8 +157,31 @@ class _Files:
         if md5 not in self.bn:
             if len(self.bn) >= 4:
                 self.bn.pop(next(iter(self.bn)))
-            self.bn[md5] = BNStats.load(resolve_file(tags["bn_stats"], md5, repo))
+            self.bn[md5] = BNStats.load(resolve_file(tags["bn_stats"], md5, where.repo, where.copies,
+                                                     where.fetch(tags["bn_stats"])))
         return self.bn[md5]
+
+
+class _Where:
+    """Where an entry's files may be besides the checkout: `copies` at hand, and the loader artifact at
+    `source` in the artifact store of the registry at `uri` (fetched file by file)."""
+
+    def __init__(self, repo=None, copies=(), source: str | None = None, uri: str | None = None):
+        self.repo, self.copies, self.source, self.uri = repo, list(copies), source, uri
+
+    def fetch(self, rel: str):
+        if not self.source:
+            return None
+        from registry.loader import artifact_file
+
+        def download(dst: Path) -> Path:
+            import mlflow
+
+            uri = f"{self.source.rstrip('/')}/{artifact_file(rel)}"
+            log.info("downloading %s from the registry's artifact store", uri)
+            return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst),
+                                                            tracking_uri=self.uri, registry_uri=self.uri))
+        return download
 
 
 _files: _Files | None = None
@@ -166,24 +194,28 @@ def _registered_files() -> _Files:
     return _files
 
 
-def build_from_tags(tags: dict, repo: str | Path | None = None):
+def build_from_tags(tags: dict, repo: str | Path | None = None, copies=(), source: str | None = None,
+                    uri: str | None = None):
     """The network a registry entry describes: a subnet exactly as the zoo scored it (its supernet's
     weights, its recalibrated BatchNorm statistics; so it scores what its tags say), the supernet, or
-    the meta-space. Files are found by content hash in `repo` (or the project around the working folder)."""
+    the meta-space. Files are found by content hash in `repo` (or the project around the working folder),
+    among `copies`, in the download cache, or fetched from the loader artifact at `source` (a version's
+    source URI) of the registry at `uri`."""
     kind = tags.get("kind")
     files = _registered_files()
+    where = _Where(repo, copies, source, uri)
     if kind in ("subnet", "champion"):
-        md5 = files.checkpoint(tags, repo)
-        return files.store.subnet(md5, tags["arch_json"], files.bn_stats(tags, repo))
+        md5 = files.checkpoint(tags, where)
+        return files.store.subnet(md5, tags["arch_json"], files.bn_stats(tags, where))
     if kind == "supernet":
         import copy
 
-        return copy.deepcopy(files.store.supernet(files.checkpoint(tags, repo))).eval()
+        return copy.deepcopy(files.store.supernet(files.checkpoint(tags, where))).eval()
     if kind == "metaspace":
         from mednns import MetaSpace
         from registry.artifacts import resolve_dir
 
-        return MetaSpace.load(resolve_dir(tags["path"], tags["path_md5"], repo))
+        return MetaSpace.load(resolve_dir(tags["path"], tags["path_md5"], repo, copies, where.fetch(tags["path"])))
     raise MedNNSError(f"registry entry of unknown kind {kind!r}: not registered by MedNNS")
 
 
@@ -191,12 +223,14 @@ def load_model(name_or_id: str, repo: str | Path | None = None, uri: str | None 
     """A registered model as a torch module (timm style), in eval mode: a subnet is the network its
     zoo row scored (`net.cfg` says what it is and takes); a supernet name gives the supernet."""
     _checked_name(name_or_id)
-    v = resolve_version(name_or_id, Registry(uri))
-    return build_from_tags(v.tags, repo)
+    reg = Registry(uri)
+    v = resolve_version(name_or_id, reg)
+    return build_from_tags(v.tags, repo, source=v.source, uri=reg.uri)
 
 
 def show(name_or_id: str, uri: str | None = None) -> dict:
-    """Everything the registry knows of one entry: name, version, aliases, tags, other versions."""
+    """Everything the registry knows of one entry: name, version, aliases, tags, its card (the version's
+    description; the registered model's as model_description), other versions."""
     _checked_name(name_or_id)
     reg = Registry(uri)
     v = resolve_version(name_or_id, reg)
@@ -204,5 +238,5 @@ def show(name_or_id: str, uri: str | None = None) -> dict:
     versions = reg.search_versions(f"name = {literal(v.name)}")
     return {"name": v.name, "version": int(v.version), "source": v.source, "run_id": v.run_id,
             "aliases": dict(getattr(model, "aliases", {}) or {}), "tags": dict(v.tags),
-            "model_tags": dict(model.tags), "description": model.description,
+            "model_tags": dict(model.tags), "description": v.description, "model_description": model.description,
             "versions": sorted(int(x.version) for x in versions)}

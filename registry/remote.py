@@ -5,9 +5,11 @@ the remote's URL and endpoint to `.dvc/config` (committed, so a clone knows wher
 credentials, only when given explicitly, to `.dvc/config.local` (git-ignored by DVC). Without them,
 DVC and boto3 read the usual AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY environment or profile.
 
-`pull_zoo(rev)` brings the supernet checkpoints and zoo tables of a git revision into the local DVC
-cache (and into the workspace when `rev` is the checked-out one): registry entries of that revision
-then load here, since they find their checkpoint by md5 in the cache (registry.artifacts).
+`pull_zoo(rev)` brings everything `mednns select`, `load_model` and `mednns export` need of a git
+revision into the local DVC cache (and into the workspace when `rev` is the checked-out one): the
+supernet checkpoints, the zoo tables with their BatchNorm statistics, the meta-space, and the prepared
+datasets whose val images verify an export. Registry entries of that revision then load here offline,
+since they find their files by md5 in the cache (registry.artifacts).
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from mednns import MedNNSError
-from registry.artifacts import find_repo
+from registry.artifacts import dvc_cache_dir, find_repo
 
 log = logging.getLogger(__name__)
 
-ZOO_TARGETS = ("models/supernets", "zoo")
+ZOO_TARGETS = ("models/supernets", "zoo", "models/metaspace")   # select and load_model
+DATA_TARGETS = ("data/prepared",)                               # export's verification images
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -133,28 +136,71 @@ def _rev_commit(root: Path, rev: str) -> str:
     return out.stdout.strip()
 
 
-def pull_zoo(rev: str | None = None, remote: str | None = None, repo: str | Path | None = None,
-             targets=ZOO_TARGETS) -> dict:
-    """Fetch the supernets and zoo tables of git revision `rev` (default: the checked-out one).
+def _under(path: str, targets) -> bool:
+    return any(path == t or path.startswith(t.rstrip("/") + "/") for t in targets)
 
-    The checked-out revision is pulled into the workspace; another revision only into the DVC
-    cache, which is where registry entries of that revision find their checkpoints.
+
+def _outs(r, root: Path, targets) -> list[tuple[str, int, int]]:
+    """(path, files, bytes) of the DVC outputs under `targets` in the index `r` has now."""
+    out = []
+    for o in r.index.outs:
+        path = Path(o.fs_path)
+        try:
+            rel = path.relative_to(root).as_posix()
+        except ValueError:  # at a git revision the repo is the root of DVC's git filesystem
+            rel = path.as_posix().lstrip("/")
+        if _under(rel, targets):
+            meta = getattr(o, "meta", None)
+            out.append((rel, int(getattr(meta, "nfiles", None) or 1), int(getattr(meta, "size", None) or 0)))
+    return sorted(out)
+
+
+def _cache_objects(root: Path) -> dict[str, int]:
+    """File objects (not folder manifests) of the local DVC cache: name -> bytes."""
+    base = dvc_cache_dir(root) / "files" / "md5"
+    if not base.is_dir():
+        return {}
+    return {p.parent.name + p.name: p.stat().st_size for p in base.glob("*/*") if not p.name.endswith(".dir")}
+
+
+def pull_zoo(rev: str | None = None, remote: str | None = None, repo: str | Path | None = None,
+             targets=ZOO_TARGETS, data: bool = True) -> dict:
+    """Fetch what select, load_model and export need of git revision `rev` (default: the checked-out
+    one): `targets`, and with `data` the prepared datasets too.
+
+    The checked-out revision is pulled into the workspace; another revision only into the DVC cache,
+    which is where registry entries of that revision find their files. Returns what it did: the
+    outputs, their files and bytes, the file objects and bytes that came into the local DVC cache (counted
+    there: the rest were in it already, or share content), how many workspace files changed, and the
+    targets that revision has no outputs under.
     """
     root = Path(repo).resolve() if repo else find_repo()
     commit = _rev_commit(root, rev) if rev else _head(root)
+    wanted = tuple(targets) + (DATA_TARGETS if data else ())
+    checked_out = rev is None or commit == _head(root)
     with _dvc_repo(root) as r:
-        # DVC outputs (of .dvc files or dvc.yaml stages) inside the target folders
-        outs = [Path(o.fs_path).relative_to(root).as_posix() for o in r.index.outs]
-        present = [o for o in outs if any(o == t or o.startswith(t.rstrip("/") + "/") for t in targets)]
         try:
-            if rev is None or commit == _head(root):
-                stats = r.pull(targets=present or None, remote=remote)
-                fetched = int(stats.get("fetched", 0)) if isinstance(stats, dict) else int(stats or 0)
-                return {"rev": commit, "fetched": fetched, "workspace": True}
-            # every output of that revision (its outputs may sit elsewhere than today's)
-            n = r.fetch(revs=[commit], remote=remote, workspace=False)
-            return {"rev": commit, "fetched": int(n or 0), "workspace": False}
+            if checked_out:
+                outs = _outs(r, root, wanted)
+            else:
+                outs = []
+                for _ in r.brancher(revs=[commit], workspace=False):
+                    outs = _outs(r, root, wanted)
+            paths = [o[0] for o in outs]
+            report = {"rev": commit, "workspace": checked_out, "outputs": paths, "files": sum(o[1] for o in outs),
+                      "bytes": sum(o[2] for o in outs), "missing": [t for t in wanted if not any(_under(p, [t]) for p in paths)]}
+            before = _cache_objects(root)
+            changed = 0
+            if paths and checked_out:
+                result = r.pull(targets=paths, remote=remote)
+                stats = result.get("stats", result) if isinstance(result, dict) else {}
+                changed = sum(v if isinstance(v, int) else len(v or ()) for k, v in stats.items()
+                              if k in ("added", "modified"))
+            elif paths:
+                r.fetch(targets=paths, revs=[commit], remote=remote, workspace=False)
+            new = {k: v for k, v in _cache_objects(root).items() if k not in before}
+            return {**report, "fetched": len(new), "fetched_bytes": sum(new.values()), "changed": changed}
         except MedNNSError:
             raise
         except Exception as e:  # noqa: BLE001
-            raise _dvc_error(e, "dvc pull" if rev is None else f"dvc fetch of {rev}") from None
+            raise _dvc_error(e, "dvc pull" if checked_out else f"dvc fetch of {rev}") from None

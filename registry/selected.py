@@ -66,7 +66,8 @@ def register_onnx(onnx_path: str | Path, dataset: str, example: np.ndarray, tags
                 mlflow.log_artifact(str(card))
             signature = infer_signature(example, onnx_predict(onnx_path, example))
             info = mlflow.onnx.log_model(onnx.load(str(onnx_path)), name="model", signature=signature,
-                                         input_example=example, onnx_execution_providers=["CPUExecutionProvider"],
+                                         input_example=example, metadata=_metadata(str_tags),
+                                         onnx_execution_providers=["CPUExecutionProvider"],
                                          save_as_external_data=False)
         # The sha256 tag is set with the version, in one call: no version exists without it.
         version_tags = {**str_tags, SHA_TAG: sha, **{k: f"{v:.4f}" for k, v in metrics.items()}}
@@ -79,6 +80,7 @@ def register_onnx(onnx_path: str | Path, dataset: str, example: np.ndarray, tags
                               "re-run the command")
     version = _single(reg, name, found).version
     reg.call(reg.client.set_registered_model_alias, name, ALIAS, version)
+    describe_selection(reg, name, version, card)
     log.info("registered %s as %s version %s", onnx_path, name, version)
     return f"models:/{name}/{version}"
 
@@ -91,3 +93,29 @@ def register_selection(sel, ds, delivery) -> str:
                "test_auc": sel.test["auc"], "onnx_test_acc": delivery.onnx_test["acc"]}
     return register_onnx(delivery.onnx.path, ds.spec.name, npz_layout(ds.images("val")[:2]), delivery.tags,
                          metrics, delivery.card)
+
+
+def _metadata(tags: dict) -> dict:
+    """What the MLmodel file says beside the signature: the class names of the logits' columns."""
+    import json
+
+    try:
+        names = json.loads(tags.get("class_names", "[]"))
+    except ValueError:
+        names = []
+    return {"class_names": names, "mednns_input": "uint8 images exactly as the npz stores them",
+            "mednns_output": f"float32 logits (N, {len(names)}), column i = class i"}
+
+
+def describe_selection(reg: Registry, name: str, version, card: str | Path | None) -> None:
+    """The selector's model card, whole, as the version's description and (the latest) the model's."""
+    from registry.cards import selected_card
+
+    if not card or not Path(card).is_file():
+        return
+    text = selected_card(Path(card).read_text(), name, version)
+    client = reg.client
+    if (reg.call(client.get_model_version, name, str(version)).description or "") != text:
+        reg.call(client.update_model_version, name, str(version), description=text)
+    if str(version) == str(reg.call(client.get_model_version_by_alias, name, ALIAS).version):
+        reg.call(client.update_registered_model, name, description=text)

@@ -51,6 +51,14 @@ def _venv_on_path():
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _download_cache(tmp_path_factory):
+    """Registered files downloaded from the registry go to a cache of the session, never ~/.cache."""
+    import os
+
+    os.environ["MEDNNS_CACHE"] = str(tmp_path_factory.mktemp("mednns-cache"))
+
+
 @pytest.fixture
 def data_dir(tmp_path, monkeypatch) -> Path:
     """An empty MEDNNS_DATA_DIR for the test to fill."""

@@ -26,11 +26,11 @@ def random_supernet(path: Path, spec: DatasetSpec, space: SearchSpace, seed: int
     return path
 
 
-def synthetic_zoo(ckpt: Path, n: int, out: Path | None = None, seed: int = 0, loadable: bool = True) -> pd.DataFrame:
+def synthetic_zoo(ckpt: Path, n: int, out: Path | None = None, seed: int = 0, loadable: bool | int = True) -> pd.DataFrame:
     """`n` distinct archs of the checkpoint's space with random scores; with `out`, the table is written
     there and random "recalibrated" statistics beside it (unlike the supernet's: loading must apply them).
-    `loadable=False` writes one-value statistics instead: registration works, loading does not (the
-    registry benchmark registers 10,000 subnets and loads none)."""
+    `loadable=False` writes one-value statistics instead: registration works, loading does not; an int k
+    makes only the first k archs loadable (the registry benchmark registers 10,000 subnets and loads a few)."""
     net, meta = load_supernet(ckpt)
     rng = np.random.default_rng(seed)
     archs = sample_unique(net.space, n, seed)
@@ -45,8 +45,9 @@ def synthetic_zoo(ckpt: Path, n: int, out: Path | None = None, seed: int = 0, lo
     if out is not None:
         gen = torch.Generator().manual_seed(seed)
         stats = {}
-        for a in archs:
-            shape = bn_state(net.extract(a))[0].shape if loadable else (1,)
+        for i, a in enumerate(archs):
+            real = loadable if isinstance(loadable, bool) else i < loadable
+            shape = bn_state(net.extract(a))[0].shape if real else (1,)
             stats[a.arch_id] = (torch.randn(shape, generator=gen) * 0.1, torch.rand(shape, generator=gen) + 0.5)
         out.parent.mkdir(parents=True, exist_ok=True)
         BNStats(meta["spec"].name, Recalibration(64, 0, 16), stats).save(bn_stats_path(out))

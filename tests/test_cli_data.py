@@ -25,6 +25,21 @@ def test_info_prints_spec_and_counts(data_dir):
     assert "basophil" in out and "platelet" in out
     total = [line for line in out.splitlines() if "total" in line][0]
     assert ["80", "16", "24"] == [t for t in total.replace("│", " ").split() if t.isdigit()]
+    # piped, a long class name is printed whole (no table cuts it)
+    assert "immature granulocytes(myelocytes, metamyelocytes and promyelocytes)" in out
+
+
+def test_info_json_is_the_spec_and_the_counts(data_dir):
+    import json
+
+    write_npz(data_dir / "bloodmnist.npz", synthetic_arrays(classes=8, channels=3,
+                                                            sizes={"train": 80, "val": 16, "test": 24}))
+    result = run_cli("data", "info", "bloodmnist", "--no-download", "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["spec"]["num_classes"] == 8 and info["spec"]["splits"] == {"train": 80, "val": 16, "test": 24}
+    assert list(info["class_counts"]["train"]) == info["spec"]["label_names"]
+    assert {s: sum(c.values()) for s, c in info["class_counts"].items()} == {"train": 80, "val": 16, "test": 24}
 
 
 def test_check_accepts_a_good_file_and_rejects_a_bad_one(tmp_path, make_npz):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -30,6 +31,7 @@ from registry.models import CHAMPION, ZooRegistrar, dataset_name, subnet_name, s
 from registry.client import Registry
 
 X = torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+IMAGES = np.random.default_rng(0).integers(0, 256, size=(3, 16, 16), dtype=np.uint8)  # as an npz stores them
 
 
 def git_dvc_init(root: Path) -> None:
@@ -68,11 +70,16 @@ def synthetic_zoo(ckpt: Path, n: int, seed: int = 0) -> pd.DataFrame:
     return synthetic.synthetic_zoo(ckpt, n, out, seed)
 
 
-def expected(ckpt: Path, arch_json: str, bn: Path) -> torch.Tensor:
-    """What the registered subnet must compute: extract(arch) with the zoo's statistics for it."""
+def expected(ckpt: Path, arch_json: str, bn: Path, images: np.ndarray | None = None) -> torch.Tensor:
+    """What the registered subnet must compute: extract(arch) with the zoo's statistics for it, on X (or
+    on uint8 `images`, fed as the library feeds them)."""
+    from mednns import predict
+
     net, _ = load_supernet(ckpt)
     sub = net.extract(Arch.from_json(arch_json)).eval()
     load_bn_state(sub, *BNStats.load(bn)[sub.arch.arch_id])
+    if images is not None:
+        return predict(sub, images, channels=1, size=16, channels_last=True)
     with torch.no_grad():
         return sub(X)
 
@@ -135,12 +142,17 @@ def test_pyfunc_loads_a_subnet_from_a_models_uri(project):
     mlflow.set_registry_uri(uri)
     row = zoo.iloc[2]
     model = mlflow.pyfunc.load_model(f"models:/{subnet_name('toy', row.arch_id)}/1")
-    np.testing.assert_allclose(model.predict(X.numpy()), expected(project["ckpt_v1"], row.arch_json, project["bn_v1"]).numpy(),
-                               atol=1e-6)
+    ref = expected(project["ckpt_v1"], row.arch_json, project["bn_v1"], IMAGES).numpy()
+    np.testing.assert_allclose(model.predict(IMAGES), ref, atol=1e-5)
+    with torch.no_grad():  # the module itself still takes normalised float tensors
+        np.testing.assert_allclose(model.unwrap_python_model()(X).numpy(),
+                                   expected(project["ckpt_v1"], row.arch_json, project["bn_v1"]).numpy(), atol=1e-6)
+    with pytest.raises(Exception, match="does not match expected"):  # the signature checks the input
+        model.predict(IMAGES[..., None].repeat(3, axis=-1))
     champion = mlflow.pyfunc.load_model(f"models:/{dataset_name('toy')}@{CHAMPION}")
     best = zoo.sort_values(["val_acc", "arch_id"], ascending=[False, True]).iloc[0]
-    np.testing.assert_allclose(champion.predict(X.numpy()), expected(project["ckpt_v1"], best.arch_json, project["bn_v1"]).numpy(),
-                               atol=1e-6)
+    np.testing.assert_allclose(champion.predict(IMAGES), expected(project["ckpt_v1"], best.arch_json, project["bn_v1"],
+                                                                  IMAGES).numpy(), atol=1e-5)
 
 
 def test_rerun_registers_nothing_new(project):
@@ -149,7 +161,32 @@ def test_rerun_registers_nothing_new(project):
     again = sync(zoo_dir=project["root"] / "zoo", supernet_dir=project["root"] / "models/supernets", uri=uri,
                  repo=project["root"], progress=False)
     assert again.created == 0 and again.models_created == 0 and again.supernets_created == 0
+    assert again.described == 0 and again.artifacts == 0  # every card already says what its tags say
     assert len(Registry(uri).search_versions("tags.dataset = 'toy'")) == before
+
+
+def test_a_card_that_is_missing_or_wrong_is_rewritten_by_the_next_sync(project):
+    root, uri, zoo = project["root"], project["uri"], project["zoo"]
+    reg = Registry(uri)
+    v = resolve_version(subnet_name("toy", zoo.arch_id[0]), reg)
+    card = v.description
+    reg.client.update_model_version(v.name, v.version, description="")  # as registered before cards
+    w = resolve_version(subnet_name("toy", zoo.arch_id[1]), reg)
+    reg.client.update_model_version(w.name, w.version, description=w.description.replace("/1", "/7"))
+    rep = sync(zoo_dir=root / "zoo", supernet_dir=root / "models/supernets", uri=uri, repo=root, progress=False)
+    assert rep.created == 0 and rep.described == 2
+    assert resolve_version(v.name, reg).description == card
+    assert f"models:/{w.name}/{w.version}" in resolve_version(w.name, reg).description
+
+
+def test_lineage_of_a_checkpoint_made_elsewhere_is_a_registry_run_with_its_settings(project):
+    reg = Registry(project["uri"])
+    v = resolve_version(subnet_name("toy", project["zoo"].arch_id[0]), reg)
+    run = reg.client.get_run(v.run_id)  # no training run of this checkpoint in this store
+    assert reg.client.get_experiment(run.info.experiment_id).name == "mednns-registry"
+    assert run.data.params["dataset"] == "toy" and run.data.params["checkpoint"] == "models/supernets/toy.pt"
+    assert "space.widths" in run.data.params and "final_val_acc" in run.data.metrics
+    assert v.source == f"runs:/{v.run_id}/loader"
 
 
 def test_list_models_filters(project):
@@ -177,6 +214,7 @@ def test_a_rescored_zoo_of_the_same_checkpoint_refreshes_tags_not_versions(proje
         assert rep.created == 0 and rep.retagged == len(zoo)  # every row's zoo_md5 tag moves
         v = resolve_version(subnet_name("toy", worst), Registry(uri))
         assert int(v.version) == 1 and v.tags["val_acc"] == "0.0123" and v.tags["zoo_md5"] == md5_file(path)
+        assert "| val | 0.0123 |" in v.description  # the card follows its tags
     finally:
         zoo.to_parquet(path, index=False)
         sync(zoo_dir=root / "zoo", supernet_dir=root / "models/supernets", uri=uri, repo=root, progress=False)
@@ -213,9 +251,18 @@ def test_champion_moves_with_a_newer_zoo_and_the_old_version_stays_loadable(proj
                               expected(project["ckpt_v1"], arch_json, project["bn_v1"]), atol=1e-6)
         assert torch.allclose(load_model(subnet_name("toy", a), repo=root, uri=uri)(X), expected(ckpt, arch_json, bn_stats_path(root / "zoo/toy.parquet")),
                               atol=1e-6)
-    # a checkpoint that is nowhere on this machine: one clear error
-    with pytest.raises(MedNNSError, match="not found"):
-        load_model(f"{dataset_name('toy')}/{old.version}", repo=tmp_path, uri=uri)
+    # outside the checkout (no workspace file, no DVC cache) the old champion comes from the registry's
+    # artifact store, through the download cache
+    with torch.no_grad():
+        assert torch.allclose(load_model(f"{dataset_name('toy')}/{old.version}", repo=tmp_path, uri=uri)(X),
+                              expected(project["ckpt_v1"], old.tags["arch_json"], project["bn_v1"]), atol=1e-6)
+    # a file that is nowhere (not here, not in the registry): one clear error
+    from registry.lookup import build_from_tags
+
+    gone = {**old.tags, "checkpoint_md5": "0" * 32}
+    with pytest.raises(MedNNSError, match="not found") as err:
+        build_from_tags(gone, repo=tmp_path, source=old.source, uri=uri)
+    assert "\n" not in str(err.value)
 
 
 def test_errors_are_one_line(project, tmp_path):
@@ -231,16 +278,28 @@ def test_errors_are_one_line(project, tmp_path):
 
 def test_cli_zoo_list_show_sync_and_errors(project):
     root, uri = project["root"], project["uri"]
-    env = {"MLFLOW_TRACKING_URI": uri, "COLUMNS": "200"}
+    env = {"MLFLOW_TRACKING_URI": uri, "COLUMNS": "80"}  # piped through an 80-column terminal's pipe
     out = run_cli("registry", "sync", cwd=root, env=env)
     assert out.returncode == 0, out.stderr
     assert "0 new" in out.stdout
+    rows = list_models(dataset="toy", uri=uri)
     out = run_cli("zoo", "list", "--dataset", "toy", "--limit", "3", cwd=root, env=env)
     assert out.returncode == 0, out.stderr
-    assert "mednns.toy." in out.stdout and "val_acc" in out.stdout
-    name = list_models(dataset="toy", uri=uri).name[0]
+    assert "val_acc" in out.stdout and "…" not in out.stdout
+    for r in rows.head(3).itertuples():  # every value whole, however wide the line
+        line = next(line for line in out.stdout.splitlines() if line.startswith(r.name + " "))
+        assert line.split()[1:] == [str(r.version), f"{r.params:,}", f"{r.macs:,}", f"{r.latency_ms:.2f}",
+                                    f"{r.val_acc:.4f}", f"{r.test_acc:.4f}"]
+    listed = run_cli("zoo", "list", "--dataset", "toy", "--json", cwd=root, env=env)
+    assert listed.returncode == 0, listed.stderr
+    records = json.loads(listed.stdout)
+    assert [x["name"] for x in records] == list(rows.name) and [x["val_acc"] for x in records] == list(rows.val_acc)
+    name = rows.name[0]
     out = run_cli("zoo", "show", name, cwd=root, env=env)
     assert out.returncode == 0 and "checkpoint_md5" in out.stdout and name in out.stdout
+    shown = json.loads(run_cli("zoo", "show", name, "--json", cwd=root, env=env).stdout)
+    assert shown["name"] == name and shown["tags"]["arch_id"] == rows.arch_id[0]
+    assert f"models:/{name}/{shown['version']}" in shown["description"]  # the version's card
     for args, env_over in ((("zoo", "show", "mednns.toy.000000000000"), env),
                            (("zoo", "list"), {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"})):
         out = run_cli(*args, cwd=root, env=env_over)

@@ -13,7 +13,7 @@ import torch
 
 from conftest import run_cli
 from mednns.utils.errors import MedNNSError
-from registry.lookup import list_models, load_model, resolve_version
+from registry.lookup import build_from_tags, list_models, load_model, resolve_version
 from registry.models import subnet_name, sync
 from registry.artifacts import md5_file
 from registry.client import Registry
@@ -80,24 +80,38 @@ def test_push_pull_a_versioned_zoo_into_a_fresh_clone_and_load_it_there(s3, mlfl
     rows = list_models(dataset="rtoy", uri=uri)
     name = rows.name[rows.checkpoint_md5 == md5_file(kept["v2"])].iloc[0]
     latest = resolve_version(name, Registry(uri))
+    # offline, from the checkout alone (no registry copy): the files are not here before a pull
     with pytest.raises(MedNNSError, match="zoo pull"):
-        load_model(name, repo=b, uri=uri)
+        build_from_tags(latest.tags, repo=b)
 
     out = pull_zoo(repo=b)  # the checked-out revision (v2): workspace and cache
     assert out["workspace"] and (b / "models/supernets/rtoy.pt").is_file()
+    # what it says it fetched is what came: 3 files (checkpoint, zoo table, its statistics), all downloaded
+    assert out["outputs"] == ["models/supernets/rtoy.pt", "zoo/rtoy.bn.pt", "zoo/rtoy.parquet"]
+    assert out["files"] == out["fetched"] == 3 and out["changed"] == 3
+    assert out["fetched_bytes"] == sum((b / p).stat().st_size for p in out["outputs"])
+    assert out["bytes"] == sum((b / p).stat().st_size for p in out["outputs"])
+    assert out["missing"] == ["models/metaspace", "data/prepared"]  # this toy project has neither
+    again = pull_zoo(repo=b)
+    assert again["fetched"] == 0 and again["changed"] == 0 and again["files"] == 3
     with torch.no_grad():
-        assert torch.allclose(load_model(name, repo=b, uri=uri)(X), expected(kept["v2"], latest.tags["arch_json"], kept_bn["v2"]),
-                              atol=1e-6)
+        assert torch.allclose(build_from_tags(latest.tags, repo=b)(X),
+                              expected(kept["v2"], latest.tags["arch_json"], kept_bn["v2"]), atol=1e-6)
     v1 = [v for v in Registry(uri).search_versions(f"tags.checkpoint_md5 = '{md5_file(kept['v1'])}'")
           if v.tags["kind"] == "subnet"]
     old = f"{v1[0].name}/{v1[0].version}"
     with pytest.raises(MedNNSError, match="not found"):
-        load_model(old, repo=b, uri=uri)
+        build_from_tags(v1[0].tags, repo=b)
     res = run_cli("zoo", "pull", "--rev", "v1", cwd=b, env={**CREDS, "MLFLOW_TRACKING_URI": uri})
     assert res.returncode == 0, res.stderr
+    assert "3 file(s)" in res.stdout and "downloaded 3 file(s)" in res.stdout, res.stdout
     with torch.no_grad():
         v = resolve_version(old, Registry(uri))
-        assert torch.allclose(load_model(old, repo=b, uri=uri)(X), expected(kept["v1"], v.tags["arch_json"], kept_bn["v1"]), atol=1e-6)
+        assert torch.allclose(build_from_tags(v.tags, repo=b)(X), expected(kept["v1"], v.tags["arch_json"], kept_bn["v1"]),
+                              atol=1e-6)
+        # by name through the registry it loads the same from the checkout
+        assert torch.allclose(load_model(old, repo=b, uri=uri)(X), expected(kept["v1"], v.tags["arch_json"], kept_bn["v1"]),
+                              atol=1e-6)
     assert subnet_name("rtoy", v.tags["arch_id"]) == old.split("/")[0]
 
 

@@ -60,6 +60,29 @@ def model_card(sel: Selection, spec: DatasetSpec, onnx_path: str | Path | None, 
         f"A starting point for research on {spec.name}-like images ({spec.task.value}). Not a medical device: "
         "not validated for clinical use, and its scores hold only for data distributed like this test split.",
     ]
+    lines += ["", "## Data licence", *_licences(cfg.source, spec.name)]
     if registered_as:
         lines += ["", f"Registered in MLflow as `{registered_as}`."]
     return "\n".join(lines) + "\n"
+
+
+def data_licence(name: str) -> str | None:
+    """The licence of a MedMNIST dataset (or of a subset named after one, e.g. `pathmnist1k`); None for
+    any other dataset."""
+    from mednns.data.catalog import MEDMNIST_2D, medmnist_info
+
+    flag = max((f for f in MEDMNIST_2D if name == f or name.startswith(f)), key=len, default=None)
+    licence = medmnist_info(flag).get("license") if flag else None
+    return f"{licence} (MedMNIST {flag})" if licence else None
+
+
+def _licences(source: str, target: str) -> list[str]:
+    src, tgt = data_licence(source), data_licence(target)
+    lines = [f"- pretrained weights: from the supernet trained on {source}: "
+             + (src or "the licence of that dataset applies (not a MedMNIST set: see where it came from)"),
+             f"- fine-tuned and scored on {target}: " + (tgt or "your data: its own licence applies")]
+    if src or tgt:
+        lines.append("- MedMNIST v2 (Yang et al., Scientific Data 2023): cite MedMNIST and the original source "
+                     "datasets when you publish results built on them.")
+    return lines
+
