@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -64,11 +65,24 @@ def assert_same_zoo(got_dir: Path, want_dir: Path) -> None:
         assert torch.equal(got_bn[arch_id]["var"], want_bn[arch_id]["var"])
 
 
+@contextmanager
+def threads_of_a_ray_worker():
+    """A Ray worker of one CPU computes with one thread; a sum over another number of threads can round
+    its last float32 bit differently, so the in-process reference uses one too."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def in_process_zoo(tiny_supernet, tmp_path_factory):
     out = tmp_path_factory.mktemp("zoo-in-process")
     source, target = datasets()
-    build_zoo(tiny_supernet, source, [target], out / "toy.parquet", zoo_config())
+    with threads_of_a_ray_worker():
+        build_zoo(tiny_supernet, source, [target], out / "toy.parquet", zoo_config())
     return out
 
 
@@ -154,7 +168,7 @@ def test_an_interrupted_build_resumes_on_ray_from_its_shards(tiny_supernet, in_p
     original = build.run_tasks
     monkeypatch.setattr(build, "run_tasks", lambda *a, **kw: original(
         *a, **{**kw, "on_result": _chain(kw["on_result"], stop_after_two)}))
-    with pytest.raises(Interrupt):
+    with pytest.raises(Interrupt), threads_of_a_ray_worker():
         build_zoo(tiny_supernet, source, [target], tmp_path / "toy.parquet", zoo_config())
     monkeypatch.undo()
     shards = list((tmp_path / ".build").rglob("shard-*.parquet"))
@@ -187,7 +201,8 @@ def test_logme_on_ray_workers_gives_the_in_process_scores(tiny_supernet, in_proc
                               batch=16)
 
     candidates = {"other": cands, "again": cands.iloc[::2].reset_index(drop=True)}
-    here = logme_scores(candidates, lambda d: split, features(), n_images=40, seed=0, progress=False)
+    with threads_of_a_ray_worker():
+        here = logme_scores(candidates, lambda d: split, features(), n_images=40, seed=0, progress=False)
     there = logme_scores(candidates, lambda d: split, features(), n_images=40, seed=0, progress=False, workers=2)
     assert here.keys() == there.keys()
     for d in here:
