@@ -81,14 +81,18 @@ def register_selected(root: Path, uri: str) -> tuple[str, str]:
     zoo = pd.read_parquet(root / "zoo" / f"{SUBNET_DATASET}.parquet")
     rng = np.random.default_rng(0)
     candidates = zoo[["source_dataset", "arch_id", "params", "macs", "latency_ms"]].assign(
-        predicted_score=rng.random(len(zoo)), probe_val_acc=rng.random(len(zoo)))
+        predicted_score=rng.random(len(zoo)))
     candidates = candidates.sort_values("predicted_score", ascending=False, ignore_index=True)
-    chosen = candidates.loc[candidates.probe_val_acc.idxmax()]
-    net = supernet.extract(Arch.from_json(zoo.set_index("arch_id").arch_json[chosen.arch_id])).eval()
+    chosen_at = int(rng.integers(len(candidates)))
+    net = supernet.extract(Arch.from_json(zoo.set_index("arch_id").arch_json[candidates.arch_id[chosen_at]]))
     net.classifier = nn.Linear(net.classifier.in_features, len(names))
     net.cfg = net.cfg.with_head(ds.spec.task.value, len(names), names)
-    sel = Selection(dataset=SELECTED_DATASET, candidates=candidates, chosen=chosen, net=net, history=[],
-                    val=score_split(net, ds, "val"), test=score_split(net, ds, "test"),
+    val = score_split(net.eval(), ds, "val")
+    # With no fine-tuning the selection's val score is the chosen candidate's probe score, the best one.
+    candidates["probe_val_acc"] = np.where(candidates.index == chosen_at, val["acc"],
+                                           rng.random(len(candidates)) * val["acc"])
+    sel = Selection(dataset=SELECTED_DATASET, candidates=candidates, chosen=candidates.loc[chosen_at], net=net,
+                    history=[], val=val, test=score_split(net, ds, "test"),
                     finetune=FinetuneConfig(epochs=0))  # nothing is trained here
     os.environ["MLFLOW_TRACKING_URI"] = uri
     onnx = root / "models" / "selected" / f"{SELECTED_DATASET}.onnx"
