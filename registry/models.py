@@ -228,7 +228,9 @@ class ZooRegistrar:
             if made.data.tags.get(marker) != path:  # a marker set only after the upload finished
                 self._log_loader(run_id, loader, path, report)
                 self.reg.call(c.set_tag, run_id, marker, path)
-            return run_id, f"runs:/{run_id}/{path}"
+            # The artifact store's own address, not `runs:/`: the server resolves only that one when the
+            # UI asks a version for its MLmodel (its signature); `runs:/` leaves "No schema" there.
+            return run_id, f"{made.info.artifact_uri}/{path}"
 
         exp_id = self._experiment_id()
         key = loader.key
@@ -252,7 +254,7 @@ class ZooRegistrar:
                     os.environ.pop("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", None)
                 else:
                     os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = quiet
-        return run.info.run_id, f"runs:/{run.info.run_id}/loader"
+        return run.info.run_id, f"{run.info.artifact_uri}/loader"
 
     def _log_lineage(self, run_id: str, loader: Loader) -> None:
         """What is known of the files' making, on a registry run (no run of this store made them)."""

@@ -186,7 +186,18 @@ def test_lineage_of_a_checkpoint_made_elsewhere_is_a_registry_run_with_its_setti
     assert reg.client.get_experiment(run.info.experiment_id).name == "mednns-registry"
     assert run.data.params["dataset"] == "toy" and run.data.params["checkpoint"] == "models/supernets/toy.pt"
     assert "space.widths" in run.data.params and "final_val_acc" in run.data.metrics
-    assert v.source == f"runs:/{v.run_id}/loader"
+    assert v.source == f"{run.info.artifact_uri}/loader"
+
+
+def test_the_server_shows_a_subnet_versions_signature(project):
+    """What the MLflow UI asks for on a version's page: its MLmodel, with the signature."""
+    import requests
+
+    v = resolve_version(subnet_name("toy", project["zoo"].arch_id[0]), Registry(project["uri"]))
+    r = requests.get(f"{project['uri']}/model-versions/get-artifact",
+                     params={"name": v.name, "version": v.version, "path": "MLmodel"}, timeout=30)
+    assert r.status_code == 200, r.text[:500]
+    assert "signature" in r.text and "uint8" in r.text
 
 
 def test_list_models_filters(project):
