@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml requirements.lock constraints.txt
 	touch $(STAMP)
 
 # The demo pipeline; the selection benchmark (an hour on a 2-core CPU) is a target of its own.
-DEMO_STAGES := register leave_one_out convergence
+DEMO_STAGES := register leave_one_out convergence fid
 
 demo: $(STAMP)
 	dvc repro $(DEMO_STAGES)

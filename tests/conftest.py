@@ -99,7 +99,7 @@ def new_project(root: Path) -> Path:
     import subprocess
 
     root.mkdir(parents=True)
-    for item in ("dvc.yaml", "params.yaml", "pipelines", "mednns", "registry"):
+    for item in ("dvc.yaml", "params.yaml", ".dvcignore", "pipelines", "mednns", "registry"):
         src = REPO / item
         if src.is_dir():
             shutil.copytree(src, root / item, ignore=shutil.ignore_patterns("__pycache__"))
