@@ -14,6 +14,7 @@ from mednns.metaspace.loo import SubnetFeatures
 from mednns.selector import FinetuneConfig, SelectConfig
 from mednns.selector.benchmark import (BenchmarkConfig, Target, candidates_without, markdown, plot, run_target,
                                        summary)
+from mednns.utils.errors import MedNNSError
 from mednns.utils.io import atomic_path, write_json
 from mednns.zoo import BNStats, SubnetStore, ZooConfig, bn_stats_path, read_zoo
 from pipelines.stage import config, datasets, run
@@ -46,8 +47,12 @@ def main(argv: list[str]) -> None:
         return Target(ds, metaspace, candidates_without(zoo, ds.spec.name),
                       {d: f for d, f in features.items() if d not in exclude})
 
-    targets = [target(load_prepared(Path(args.data) / d), [d]) for d in names]
-    targets += [target(load_prepared(h), []) for h in args.holdout]
+    wanted = set(cfg.targets or [*names, *(Path(h).name for h in args.holdout)])
+    targets = [target(load_prepared(Path(args.data) / d), [d]) for d in names if d in wanted]
+    targets += [target(load_prepared(h), []) for h in args.holdout if Path(h).name in wanted]
+    if not targets:
+        raise MedNNSError(f"benchmark.targets {list(cfg.targets)} names none of the zoo's datasets {names} "
+                          f"nor the held-out {[Path(h).name for h in args.holdout]}: fix params.yaml")
     rows = pd.concat([run_target(t, cfg, ft, store, subnets, feature_cfg, device) for t in targets],
                      ignore_index=True)
     with atomic_path(f"{args.out}.csv") as tmp:

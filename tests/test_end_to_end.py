@@ -37,8 +37,8 @@ def _toy_params(params: dict, datasets=tuple(ZOO), holdout: str = HOLDOUT) -> di
     params["evaluate"].update(max_candidates=10, logme_images=48)
     params["select"].update(dataset=holdout, k=2, convergence_epochs=1)
     params["finetune"].update(epochs=1, bn_images=32, head_images=48, recalib_images=32)
-    params["benchmark"].update(seeds=[0], report_epochs=[1], train_images=[0], max_train_images=48,
-                               max_test_images=32, logme_images=48, efficientnet_size=32, k=2)
+    params["benchmark"].update(targets=[], seeds=[0], report_epochs=[1], train_images=[0], max_train_images=48,
+                               max_val_images=24, max_test_images=32, logme_images=48, efficientnet_size=32, k=2)
     return params
 
 

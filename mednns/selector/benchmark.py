@@ -9,6 +9,8 @@ each method picks a network and that network is fine-tuned on the target's train
 
 Methods (`METHODS`):
 - selector: exactly what `mednns select` runs (meta-space top k, a head fit on the target, best on val);
+- selector_probe: the same with `probe_epochs` of training per candidate before the pick
+  (`mednns select --probe-epochs N`), an ablation of how the shortlist is judged;
 - metaspace_top1: the meta-space's first pick alone;
 - logme: LogME (You et al. 2021) of every candidate's frozen features on target train images, its best;
 - fid_largest: the largest subnet of the source whose features are nearest (Fréchet distance);
@@ -54,7 +56,7 @@ from mednns.zoo.store import SubnetStore
 
 log = logging.getLogger(__name__)
 
-METHODS = ("selector", "metaspace_top1", "logme", "fid_largest", "random", "selector_arch_scratch",
+METHODS = ("selector", "selector_probe", "metaspace_top1", "logme", "fid_largest", "random", "selector_arch_scratch",
            "resnet18_scratch", "efficientnet_imagenet")
 # MedMNIST v2's published ResNet-18 (28) test accuracy after 100 epochs, for reference beside the table.
 MEDMNIST_RESNET18 = {"bloodmnist": 0.958, "organamnist": 0.935, "pneumoniamnist": 0.854, "breastmnist": 0.863,
@@ -64,17 +66,21 @@ MEDMNIST_RESNET18 = {"bloodmnist": 0.958, "organamnist": 0.935, "pneumoniamnist"
 
 @dataclass(frozen=True)
 class BenchmarkConfig:
-    """`params.yaml: benchmark` (the fine-tuning recipe itself is `finetune`)."""
+    """`params.yaml: benchmark` (the fine-tuning recipe itself is `finetune`). The defaults are the demo
+    scale, about an hour on a 2-core CPU; params-full.yaml holds the full protocol."""
 
+    targets: tuple[str, ...] = ("breastmnist", "bloodmnist")  # target datasets (empty: every zoo and held-out one)
     seeds: tuple[int, ...] = (0, 1, 2)         # each seeds the meta-space, the random pick and the fine-tuning
     report_epochs: tuple[int, ...] = (1, 3, 10)  # one run of the last; test scores after each of these
-    train_images: tuple[int, ...] = (0, 500)   # regimes: 0 the whole train split, else a stratified subset
-    max_train_images: int = 1000               # per fine-tuning epoch (0: all): what sizes the run on a CPU
-    max_test_images: int = 2000                # seeded test subset (MedMNIST metrics on it)
+    train_images: tuple[int, ...] = (500,)     # regimes: 0 the whole train split, else a stratified subset
+    max_train_images: int = 0                  # per fine-tuning epoch (0: all): what sizes the run on a CPU
+    max_val_images: int = 400                  # seeded val subset: the head fits' and kept epoch's judge
+    max_test_images: int = 1000                # seeded test subset (MedMNIST metrics on it)
     logme_images: int = 300                    # target train images LogME sees per candidate
     efficientnet_size: int = 64                # input resolution of the ImageNet baseline
     methods: tuple[str, ...] = METHODS
     k: int = 5                                 # the selector's candidates (as `select.k`)
+    probe_epochs: int = 1                      # selector_probe: epochs per candidate before the pick
 
 
 @dataclass
@@ -134,7 +140,7 @@ def make_picks(target: Target, seed: int, cfg: BenchmarkConfig, ft: FinetuneConf
     """Each method's starting network for `target` at `seed`."""
     ds, methods, picks = target.ds, set(cfg.methods), []
     torch.manual_seed(seed)
-    if methods & {"selector", "metaspace_top1", "selector_arch_scratch"}:
+    if methods & {"selector", "selector_probe", "metaspace_top1", "selector_arch_scratch"}:
         ms = target.metaspace(seed)
         t0 = time.time()
         ranked, nets, best = shortlist(ds, ms, store, k=cfg.k, finetune=ft, device=device)
@@ -147,6 +153,14 @@ def make_picks(target: Target, seed: int, cfg: BenchmarkConfig, ft: FinetuneConf
             t0 = time.time()
             first = ms.query(npz_layout(ds.images("train")), k=1).iloc[0]
             picks.append(_zoo_pick("metaspace_top1", first, store, ds, ft, time.time() - t0, device))
+        if "selector_probe" in methods:
+            t0 = time.time()
+            p_ranked, p_nets, p_best = shortlist(ds, ms, store, k=cfg.k, finetune=ft, probe_epochs=cfg.probe_epochs,
+                                                 device=device)
+            p_row = p_ranked.iloc[p_best]
+            picks.append(Pick("selector_probe", p_nets[p_best], ("probed", p_row.source_dataset, p_row.arch_id),
+                              time.time() - t0, {"source": p_row.source_dataset, "arch_id": p_row.arch_id,
+                                                 "params": int(p_row.params)}))
         if "selector_arch_scratch" in methods:
             scratch = random_like(selector.net, seed)
             picks.append(Pick("selector_arch_scratch", scratch, ("scratch", row.source_dataset, row.arch_id), 0.0,
@@ -182,8 +196,9 @@ def _params(net: nn.Module) -> int:
 
 def fine_tune_curve(pick: Pick, ds: MedDataset, test: MedDataset, ft: FinetuneConfig, report_epochs, device) -> list[dict]:
     """Test scores of the pick after its head fit, after each of `report_epochs`, and for the kept epoch."""
-    net = pick.net
-    rows = [{"epoch": 0, **_scores(net, test, device)}]
+    net, t0 = pick.net, time.time()
+    # A scratch network's head-fit epoch is a random guess: not worth scoring.
+    rows = [] if pick.key[0] in ("scratch", "resnet18") else [{"epoch": 0, **_scores(net, test, device)}]
 
     def on_epoch(epoch: int, record: dict) -> None:
         if epoch + 1 in report_epochs:
@@ -193,7 +208,8 @@ def fine_tune_curve(pick: Pick, ds: MedDataset, test: MedDataset, ft: FinetuneCo
                     desc=f"{pick.method} {ds.spec.name}")
     kept = next((h["epoch"] for h in history if h.get("kept")), max(report_epochs))
     rows.append({"epoch": "kept", "kept_epoch": kept, **_scores(net, test, device)})
-    return rows
+    seconds = time.time() - t0
+    return [{**r, "finetune_seconds": seconds} for r in rows]
 
 
 def _scores(net, test: MedDataset, device) -> dict:
@@ -205,12 +221,14 @@ def _scores(net, test: MedDataset, device) -> dict:
     return {"test_acc": s["acc"], "test_auc": s["auc"], "predicted_classes": classes}
 
 
-def regime(ds: MedDataset, train_images: int, max_test: int) -> tuple[MedDataset, MedDataset]:
-    """(the dataset with its train split cut to `train_images`, stratified; the test subset to score on)."""
+def regime(ds: MedDataset, train_images: int, max_test: int, max_val: int = 0) -> tuple[MedDataset, MedDataset]:
+    """(the dataset with its train split cut to `train_images`, stratified, and its val split to `max_val`;
+    the test subset to score on)."""
     rng = np.random.default_rng([train_images, 5])
     train_idx = stratified_subset(ds.labels("train"), train_images, rng, ds.spec.task)
+    val_idx = seeded_subset(ds.spec.splits["val"], max_val, np.random.default_rng(7))
     test_idx = seeded_subset(ds.spec.splits["test"], max_test, np.random.default_rng(9))
-    return with_subsets(ds, train=train_idx), with_subsets(ds, test=test_idx)
+    return with_subsets(ds, train=train_idx, val=val_idx), with_subsets(ds, test=test_idx)
 
 
 def regime_name(train_images: int) -> str:
@@ -224,7 +242,7 @@ def run_target(target: Target, cfg: BenchmarkConfig, ft: FinetuneConfig, store: 
     ft = replace(ft, max_train_images=cfg.max_train_images)
     rows = []
     for n_train in cfg.train_images:
-        ds, test = regime(target.ds, n_train, cfg.max_test_images)
+        ds, test = regime(target.ds, n_train, cfg.max_test_images, cfg.max_val_images)
         # What a user of this regime has: its train images only (seed-independent picks, computed once).
         here = replace(target, ds=ds)
         logme_ranked = logme_ranking(here, subnets, cfg.logme_images) if "logme" in cfg.methods and subnets else None
@@ -246,7 +264,8 @@ def run_target(target: Target, cfg: BenchmarkConfig, ft: FinetuneConfig, store: 
     return pd.DataFrame(rows)
 
 
-NAMES = {"selector": "selector (`mednns select`)", "metaspace_top1": "meta-space first pick",
+NAMES = {"selector": "selector (`mednns select`)", "selector_probe": "selector, probe epoch before the pick",
+         "metaspace_top1": "meta-space first pick",
          "logme": "LogME over every candidate", "fid_largest": "largest subnet of FID-nearest source",
          "random": "random zoo model", "selector_arch_scratch": "selector's arch, random init",
          "resnet18_scratch": "ResNet-18 from scratch", "efficientnet_imagenet": "EfficientNet-Lite0, ImageNet"}
