@@ -207,6 +207,13 @@ def _folder(what: str, path: str, option: str, fix: str) -> None:
                           f"{Path.cwd()}); give it with {option}, or {fix}")
 
 
+def _figure(value, fmt: str) -> str:
+    """A candidate's figure, or "-" where it has none (a pretrained network is not in the zoo's tables)."""
+    import math
+
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
+
+
 @cli.command("select")
 @click.argument("dataset")
 @click.option("--k", default=5, show_default=True, type=click.IntRange(min=1),
@@ -219,6 +226,10 @@ def _folder(what: str, path: str, option: str, fix: str) -> None:
               help="Epochs for the chosen model (0: head fit only) [params.yaml finetune.epochs].")
 @click.option("--probe-epochs", default=0, show_default=True, type=click.IntRange(min=0),
               help="Training epochs for each candidate before the pick.")
+@click.option("--pretrained", multiple=True, type=click.Choice(["efficientnet_lite0"]),
+              help="Also try this published pretrained network (ImageNet EfficientNet-Lite0); repeatable.")
+@click.option("--pretrained-size", default=64, show_default=True, type=click.IntRange(min=32),
+              help="Input resolution of the pretrained networks (images are resized to it).")
 @click.option("--export", "export_path", callback=_onnx_path, help="Write the chosen model as ONNX here (.onnx).")
 @click.option("--card", "card_path", callback=_card_path, help="Model card [<export>.md].")
 @click.option("--metaspace", default="models/metaspace", show_default=True, type=click.Path(),
@@ -231,8 +242,8 @@ def _folder(what: str, path: str, option: str, fix: str) -> None:
 @_size
 @_task
 @_classes
-def select_cmd(dataset, k, max_params, max_macs, max_latency_ms, finetune_epochs, probe_epochs, export_path,
-               card_path, metaspace, supernets, register, device, size, task, num_classes) -> None:
+def select_cmd(dataset, k, max_params, max_macs, max_latency_ms, finetune_epochs, probe_epochs, pretrained,
+               pretrained_size, export_path, card_path, metaspace, supernets, register, device, size, task, num_classes) -> None:
     """Pick, fine-tune and export the zoo model for DATASET (an .npz path or a MedMNIST name)."""
     from pathlib import Path
 
@@ -259,13 +270,14 @@ def select_cmd(dataset, k, max_params, max_macs, max_latency_ms, finetune_epochs
     budget = {"max_params": max_params, "max_macs": max_macs, "max_latency_ms": max_latency_ms}
     finetune = FinetuneConfig() if finetune_epochs is None else replace(FinetuneConfig(), epochs=finetune_epochs)
     sel = select(ds, ms, SubnetStore(supernets, device), k=k, budget=budget,
-                 finetune=finetune, probe_epochs=probe_epochs, device=device)
+                 finetune=finetune, probe_epochs=probe_epochs, pretrained=pretrained, pretrained_size=pretrained_size,
+                 device=device)
     table = Table("rank", "source", "arch_id", "predicted", "probe val acc", "params", "MACs", "ms",
                   title=f"{ds.spec.name}: candidates (chosen in bold)")
     for i, row in enumerate(sel.candidates.itertuples()):
-        table.add_row(str(i + 1), row.source_dataset, row.arch_id, f"{row.predicted_score:.3f}",
-                      f"{row.probe_val_acc:.4f}", f"{int(row.params):,}", f"{int(row.macs):,}",
-                      f"{row.latency_ms:.2f}", style="bold" if row.arch_id == sel.chosen.arch_id
+        table.add_row(str(i + 1), row.source_dataset, row.arch_id, _figure(row.predicted_score, "{:.3f}"),
+                      f"{row.probe_val_acc:.4f}", f"{int(row.params):,}", _figure(row.macs, "{:,.0f}"),
+                      _figure(row.latency_ms, "{:.2f}"), style="bold" if row.arch_id == sel.chosen.arch_id
                       and row.source_dataset == sel.chosen.source_dataset else None)
     console.print(table)
     console.print(f"chosen: {sel.chosen.arch_id} from {sel.chosen.source_dataset}; val acc {sel.val['acc']:.4f} "

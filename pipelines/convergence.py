@@ -23,7 +23,8 @@ def main(argv: list[str]) -> None:
     with open(args.selection) as f:
         chosen = json.load(f)
     table = convergence(load_prepared(args.data), SubnetStore(args.supernets, cfg.device), chosen["source_supernet"],
-                        chosen["arch_json"], replace(finetune, epochs=cfg.convergence_epochs), device=cfg.device)
+                        chosen["arch_json"], replace(finetune, epochs=cfg.convergence_epochs), device=cfg.device,
+                        arch_id=chosen["arch_id"], pretrained_size=cfg.pretrained_size)
     with atomic_path(args.out) as tmp:
         table.to_csv(tmp, index=False, float_format="%.4f")
 

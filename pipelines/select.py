@@ -24,11 +24,12 @@ def main(argv: list[str]) -> None:
     ds = load_prepared(args.data)
     name = ds.spec.name
     sel = select(ds, MetaSpace.load(args.metaspace), SubnetStore(args.supernets, cfg.device), k=cfg.k,
-                 budget=cfg.budget, finetune=finetune, probe_epochs=cfg.probe_epochs, device=cfg.device)
+                 budget=cfg.budget, finetune=finetune, probe_epochs=cfg.probe_epochs, pretrained=cfg.pretrained,
+                 pretrained_size=cfg.pretrained_size, device=cfg.device)
     out = deliver(sel, ds, Path(args.out) / f"{name}.onnx", register=lambda d: register_selection(sel, ds, d))
     uri = out.registered
     write_json(args.metrics, {
-        "dataset": name, "source_supernet": sel.net.cfg.source, "arch_id": sel.net.cfg.arch_id,
+        "dataset": name, "source_supernet": sel.net.cfg.source, "arch_id": sel.chosen.arch_id,
         "arch_json": sel.net.cfg.arch, "val_acc": sel.val["acc"], "test_acc": sel.test["acc"],
         "test_auc": sel.test["auc"], "onnx_test_acc": out.onnx_test["acc"], "seconds": round(sel.seconds, 1),
         "registered": uri})

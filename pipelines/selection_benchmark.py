@@ -12,7 +12,7 @@ from mednns.data import load_prepared
 from mednns.metaspace import DatasetFeatures, FeatureConfig, MetaSpaceConfig, train_metaspace
 from mednns.metaspace.loo import SubnetFeatures
 from mednns.selector import FinetuneConfig, SelectConfig
-from mednns.selector.benchmark import (BenchmarkConfig, Target, candidates_without, markdown, plot, run_target,
+from mednns.selector.benchmark import (METHODS, BenchmarkConfig, Target, candidates_without, markdown, plot, run_target,
                                        summary)
 from mednns.utils.errors import MedNNSError
 from mednns.utils.io import atomic_path, write_json
@@ -29,9 +29,17 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--data", required=True, help="folder of the zoo's prepared datasets")
     parser.add_argument("--out", required=True, help="results, without suffix")
     parser.add_argument("--plot", required=True, help="the figure (.png)")
+    parser.add_argument("--methods", help="comma-separated methods of this run instead of benchmark.methods "
+                                          "(an ad-hoc run outside DVC, with its own --out)")
     args = parser.parse_args(argv)
     names, zoo_dir = datasets(), Path(args.zoo)
     cfg, ft = config("benchmark", BenchmarkConfig), config("finetune", FinetuneConfig)
+    if args.methods:
+        cfg = replace(cfg, methods=tuple(m.strip() for m in args.methods.split(",")))
+    unknown = sorted(set(cfg.methods) - set(METHODS))
+    if unknown:
+        raise MedNNSError(f"benchmark methods: unknown {', '.join(unknown)}; known: {', '.join(METHODS)} "
+                          "(params.yaml benchmark.methods or --methods)")
     ms_cfg, feature_cfg = config("metaspace", MetaSpaceConfig), config("features", FeatureConfig)
     device = config("select", SelectConfig).device
     zoo = read_zoo([zoo_dir / f"{d}.parquet" for d in names])

@@ -23,6 +23,37 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until_up(proc: subprocess.Popen, url: str, what: str, log: Path, timeout: float) -> None:
+    """Poll `url` until it answers 200; ServerError when `proc` exits first or `timeout` passes."""
+    import requests
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise ServerError(f"{what} exited ({proc.returncode}): {log.read_text(errors='replace')[-2000:]}")
+        try:
+            if requests.get(url, timeout=1).ok:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    raise ServerError(f"{what} did not answer on {url} within {timeout:.0f} s")
+
+
+def stop_group(proc: subprocess.Popen | None, kill: bool = False) -> None:
+    """Stop `proc` and its children (it leads a session): SIGTERM (SIGKILL with kill=True), SIGKILL after 20 s."""
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=20)
+    except ProcessLookupError:
+        pass
+
+
 class MlflowServer:
     """`mlflow server` on 127.0.0.1 with its store in `root` (mlflow.db + artifacts/, served by it)."""
 
@@ -38,8 +69,6 @@ class MlflowServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 120) -> "MlflowServer":
-        import requests
-
         exe = Path(sys.executable).with_name("mlflow")
         cmd = [str(exe), "server", "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
                "--serve-artifacts",
@@ -51,33 +80,16 @@ class MlflowServer:
                                      # jobs, and on 2 cores those processes cost more than the server.
                                      env={**os.environ, "MLFLOW_TRACKING_URI": "",
                                           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise ServerError(f"mlflow server exited ({self.proc.returncode}); see {self.root / 'server.log'}")
-            try:
-                if requests.get(self.uri + "/health", timeout=1).ok:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise ServerError(f"mlflow server did not answer on {self.uri} within {timeout:.0f} s")
+        try:
+            wait_until_up(self.proc, self.uri + "/health", "mlflow server", self.root / "server.log", timeout)
+        except ServerError:
+            self.stop()
+            raise
+        return self
 
     def stop(self, kill: bool = False) -> None:
         """Stop the server and its workers (SIGKILL with kill=True: as if the machine died)."""
-        if self.proc is None or self.proc.poll() is not None:
-            self.proc = None
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=20)
+        stop_group(self.proc, kill)
         self.proc = None
 
     def __enter__(self) -> "MlflowServer":
@@ -113,20 +125,12 @@ class ModelServer:
         return self
 
     def wait(self, timeout: float = 180) -> "ModelServer":
-        import requests
-
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise ServerError(f"mlflow models serve exited ({self.proc.returncode}): {self.log.read_text()[-2000:]}")
-            try:
-                if requests.get(self.url + "/ping", timeout=1).ok:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise ServerError(f"mlflow models serve did not answer on {self.url} within {timeout:.0f} s")
+        try:
+            wait_until_up(self.proc, self.url + "/ping", "mlflow models serve", self.log, timeout)
+        except ServerError:
+            self.stop()
+            raise
+        return self
 
     def predict(self, images) -> "np.ndarray":  # noqa: F821
         """POST uint8 images to /invocations as JSON, as any HTTP client would."""
@@ -142,13 +146,4 @@ class ModelServer:
         return np.asarray(out, dtype=np.float32)
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=20)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        stop_group(self.proc)

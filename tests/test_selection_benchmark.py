@@ -89,3 +89,59 @@ def test_the_tables_and_the_plot(bench, tmp_path):
     assert "| selector (`mednns select`) |" in text and "full" in text and "40 train images" in text
     plot(rows, tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_the_selector_tries_the_imagenet_network_beside_the_zoo(bench, tmp_path):
+    """`--pretrained efficientnet_lite0`: the published network gets the zoo candidates' test (a head fit,
+    scored on val); picked, it exports, its ONNX scores what PyTorch scores, and its card says what it is."""
+    from mednns.selector import deliver
+    from mednns.selector.selection import Selection, shortlist
+    from mednns.train.loop import score_split
+
+    _, target, store = bench
+    ft = FinetuneConfig(epochs=0, head_images=64, bn_images=64)
+    ranked, nets, best = shortlist(target.ds, target.metaspace(0), store, k=2, finetune=ft,
+                                   pretrained=("efficientnet_lite0",), pretrained_size=32)
+    assert list(ranked.source_dataset[:2]) != ["imagenet"] * 2 and len(ranked) == 3
+    last = ranked.iloc[2]
+    assert (last.source_dataset, last.arch_id) == ("imagenet", "efficientnet_lite0")
+    assert np.isnan(last.predicted_score) and last.params > 3_000_000 and last.macs > 0
+    assert ranked.probe_val_acc[best] == ranked.probe_val_acc.max()
+    net = nets[2]
+    assert (net.cfg.source, net.cfg.image_size, net.cfg.num_classes) == ("imagenet", 32, target.ds.spec.num_classes)
+    sel = Selection(target.ds.spec.name, ranked, last, net, [], score_split(net, target.ds, "val"),
+                    score_split(net, target.ds, "test"), finetune=ft)
+    out = deliver(sel, target.ds, tmp_path / "hh.onnx")
+    assert out.onnx_test["acc"] == pytest.approx(sel.test["acc"], abs=1 / target.ds.spec.splits["test"])
+    card = (tmp_path / "hh.md").read_text()
+    assert "`efficientnet_lite0` with its published **imagenet** weights, fed at 32 px" in card
+    assert out.tags["source"] == "imagenet" and out.tags["architecture"] == "efficientnet_lite0"
+
+
+def test_a_budget_the_pretrained_network_exceeds_leaves_it_out(bench):
+    from mednns.selector.selection import shortlist
+
+    _, target, store = bench
+    ft = FinetuneConfig(epochs=0, head_images=64, bn_images=64)
+    for budget in ({"max_params": 1_000_000}, {"max_latency_ms": 1e6}):  # no latency figure: it fails a latency budget
+        ranked, _, _ = shortlist(target.ds, target.metaspace(0), store, k=2, finetune=ft, budget=budget,
+                                 pretrained=("efficientnet_lite0",), pretrained_size=32)
+        assert "imagenet" not in set(ranked.source_dataset), budget
+
+
+def test_an_unknown_pretrained_network_is_one_clear_error(bench):
+    from mednns.selector.selection import shortlist
+    from mednns.utils.errors import MedNNSError
+
+    _, target, store = bench
+    with pytest.raises(MedNNSError, match="unknown pretrained network.*resnet50.*use efficientnet_lite0"):
+        shortlist(target.ds, target.metaspace(0), store, k=2, pretrained=("resnet50",))
+
+
+def test_convergence_starts_from_a_pretrained_pick(bench):
+    from mednns.selector.convergence import convergence
+
+    _, target, store = bench
+    table = convergence(target.ds, store, "imagenet", "", FinetuneConfig(epochs=1, head_images=64, bn_images=64),
+                        arch_id="efficientnet_lite0", pretrained_size=32)
+    assert list(table.epoch) == [0, 1] and table.notna().all().all()

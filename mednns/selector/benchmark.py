@@ -9,7 +9,9 @@ each method picks a network and that network is fine-tuned on the target's train
 
 Methods (`METHODS`):
 - selector: exactly what `mednns select` runs (meta-space top k, a head fit on the target, best on val);
-- selector_probe: the same with `probe_epochs` of training per candidate before the pick
+- selector_imagenet: the selector with ImageNet EfficientNet-Lite0 among its candidates
+  (`mednns select --pretrained efficientnet_lite0`);
+- selector_probe: the same as selector with `probe_epochs` of training per candidate before the pick
   (`mednns select --probe-epochs N`), an ablation of how the shortlist is judged;
 - metaspace_top1: the meta-space's first pick alone;
 - logme: LogME (You et al. 2021) of every candidate's frozen features on target train images, its best;
@@ -46,6 +48,7 @@ from mednns.nn.config import ModelConfig
 from mednns.nn.factory import create_model, dataset_model_config, random_like
 from mednns.selector.export import npz_layout
 from mednns.selector.finetune import FinetuneConfig, fit_head
+from mednns.selector.pretrained import is_pretrained
 from mednns.selector.selection import shortlist
 from mednns.data.spec import Task
 from mednns.train.batches import predict
@@ -56,7 +59,7 @@ from mednns.zoo.store import SubnetStore
 
 log = logging.getLogger(__name__)
 
-METHODS = ("selector", "selector_probe", "metaspace_top1", "logme", "fid_largest", "random", "selector_arch_scratch",
+METHODS = ("selector", "selector_imagenet", "selector_probe", "metaspace_top1", "logme", "fid_largest", "random", "selector_arch_scratch",
            "resnet18_scratch", "efficientnet_imagenet")
 # MedMNIST v2's published ResNet-18 (28) test accuracy after 100 epochs, for reference beside the table.
 MEDMNIST_RESNET18 = {"bloodmnist": 0.958, "organamnist": 0.935, "pneumoniamnist": 0.854, "breastmnist": 0.863,
@@ -140,7 +143,7 @@ def make_picks(target: Target, seed: int, cfg: BenchmarkConfig, ft: FinetuneConf
     """Each method's starting network for `target` at `seed`."""
     ds, methods, picks = target.ds, set(cfg.methods), []
     torch.manual_seed(seed)
-    if methods & {"selector", "selector_probe", "metaspace_top1", "selector_arch_scratch"}:
+    if methods & {"selector", "selector_imagenet", "selector_probe", "metaspace_top1", "selector_arch_scratch"}:
         ms = target.metaspace(seed)
         t0 = time.time()
         ranked, nets, best = shortlist(ds, ms, store, k=cfg.k, finetune=ft, device=device)
@@ -153,6 +156,16 @@ def make_picks(target: Target, seed: int, cfg: BenchmarkConfig, ft: FinetuneConf
             t0 = time.time()
             first = ms.query(npz_layout(ds.images("train")), k=1).iloc[0]
             picks.append(_zoo_pick("metaspace_top1", first, store, ds, ft, time.time() - t0, device))
+        if "selector_imagenet" in methods:
+            t0 = time.time()
+            i_ranked, i_nets, i_best = shortlist(ds, ms, store, k=cfg.k, finetune=ft, pretrained=("efficientnet_lite0",),
+                                                 pretrained_size=cfg.efficientnet_size, device=device)
+            i_row = i_ranked.iloc[i_best]
+            # Its pick is the zoo subnet or the ImageNet network the other methods start from: one run each.
+            key = (("efficientnet",) if is_pretrained(i_row.source_dataset, i_row.arch_id)
+                   else ("zoo", i_row.source_dataset, i_row.arch_id))
+            picks.append(Pick("selector_imagenet", i_nets[i_best], key, time.time() - t0,
+                              {"source": i_row.source_dataset, "arch_id": i_row.arch_id, "params": int(i_row.params)}))
         if "selector_probe" in methods:
             t0 = time.time()
             p_ranked, p_nets, p_best = shortlist(ds, ms, store, k=cfg.k, finetune=ft, probe_epochs=cfg.probe_epochs,
@@ -264,7 +277,8 @@ def run_target(target: Target, cfg: BenchmarkConfig, ft: FinetuneConfig, store: 
     return pd.DataFrame(rows)
 
 
-NAMES = {"selector": "selector (`mednns select`)", "selector_probe": "selector, probe epoch before the pick",
+NAMES = {"selector": "selector (`mednns select`)",
+         "selector_imagenet": "selector + ImageNet candidate (`--pretrained efficientnet_lite0`)", "selector_probe": "selector, probe epoch before the pick",
          "metaspace_top1": "meta-space first pick",
          "logme": "LogME over every candidate", "fid_largest": "largest subnet of FID-nearest source",
          "random": "random zoo model", "selector_arch_scratch": "selector's arch, random init",

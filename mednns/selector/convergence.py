@@ -11,6 +11,7 @@ import torch
 from mednns.data.npz import MedDataset
 from mednns.nn.factory import create_model, dataset_model_config, random_like
 from mednns.selector.finetune import FinetuneConfig, fit_head
+from mednns.selector.pretrained import start_network
 from mednns.train.device import resolve_device
 from mednns.train.loop import score_split, train
 from mednns.zoo.store import SubnetStore
@@ -21,10 +22,12 @@ METHODS = ("selected", "same_arch_random_init", "resnet18_scratch")
 
 
 def convergence(ds: MedDataset, store: SubnetStore, source: str, arch_json: str, cfg: FinetuneConfig,
-                device: str = "cpu") -> pd.DataFrame:
-    """One row per epoch: test accuracy of each method after that epoch (one cosine run of cfg.epochs)."""
+                device: str = "cpu", arch_id: str = "", pretrained_size: int = 64) -> pd.DataFrame:
+    """One row per epoch: test accuracy of each method after that epoch (one cosine run of cfg.epochs).
+    The selected start is `source`'s subnet `arch_json`, or the published network `arch_id` when the
+    selector chose one (`mednns.selector.pretrained`)."""
     device = str(resolve_device(device))
-    selected = fit_head(store.extract(source, arch_json), ds, cfg, device)
+    selected = fit_head(start_network(source, arch_id, arch_json, ds.spec, store, pretrained_size), ds, cfg, device)
     nets = {
         "selected": selected,
         # Rebuilt from the selected model's config: same arch, same input, same head, random weights.

@@ -1,5 +1,6 @@
 """Choosing the model for a new dataset: query the meta-space, keep what meets the budget, try the top
-k zoo subnets with a head fit on the new data, fine-tune the best one.
+k zoo subnets (and any published pretrained networks asked for) with a head fit on the new data,
+fine-tune the best one.
 
 `select` needs only the meta-space (anything with `query(images, k, constraints)`) and a `SubnetStore`
 over the supernet checkpoints the zoo was built from; it runs with no MLflow server and no DVC repo.
@@ -16,8 +17,10 @@ import pandas as pd
 from torch import nn
 
 from mednns.data.npz import MedDataset
+from mednns.metaspace.model import CONSTRAINT_COLUMNS
 from mednns.selector.export import npz_layout
 from mednns.selector.finetune import FinetuneConfig, fit_head
+from mednns.selector.pretrained import check_pretrained, pretrained_rows, start_network
 from mednns.train.device import resolve_device
 from mednns.train.loop import score_split, train
 from mednns.utils.errors import MedNNSError
@@ -36,6 +39,8 @@ class SelectConfig:
     k: int = 5                        # meta-space candidates tried
     budget: dict = field(default_factory=dict)   # max_params, max_macs, max_latency_ms
     probe_epochs: int = 0             # training epochs per candidate before the pick (0: closed-form head only)
+    pretrained: tuple[str, ...] = ()  # published networks tried beside the zoo's (efficientnet_lite0: ImageNet)
+    pretrained_size: int = 64         # their input resolution (images are resized to it)
     convergence_epochs: int = 10      # the `convergence` stage: epochs of each method
     device: str = "cpu"
 
@@ -65,22 +70,28 @@ def check_budget(budget: dict | None) -> dict:
 
 
 def shortlist(ds: MedDataset, metaspace, store: SubnetStore, *, k: int = 5, budget: dict | None = None,
-              finetune: FinetuneConfig = FinetuneConfig(), probe_epochs: int = 0,
-              device: str = "cpu") -> tuple[pd.DataFrame, list[nn.Module], int]:
-    """The first half of `select`: the meta-space's top `k` under `budget`, each with a head fit on `ds`
-    (and `probe_epochs` of training), scored on val. Returns (ranking with `probe_val_acc`, their
-    networks, the index of the best one)."""
+              finetune: FinetuneConfig = FinetuneConfig(), probe_epochs: int = 0, pretrained=(),
+              pretrained_size: int = 64, device: str = "cpu") -> tuple[pd.DataFrame, list[nn.Module], int]:
+    """The first half of `select`: the meta-space's top `k` under `budget` and the `pretrained` networks
+    that meet it, each with a head fit on `ds` (and `probe_epochs` of training), scored on val. Returns
+    (ranking with `probe_val_acc`, their networks, the index of the best one)."""
     budget = check_budget(budget)
+    check_pretrained(pretrained)
     ranked = metaspace.query(npz_layout(ds.images("train")), k=k, constraints=budget or None)
     if ranked is None or len(ranked) == 0:
         raise MedNNSError(f"no zoo model meets the budget {budget}; relax --max-params / --max-macs / "
                           "--max-latency-ms")
     ranked = ranked.head(k).reset_index(drop=True)
+    if pretrained:
+        extra = pretrained_rows(pretrained, ds.spec, pretrained_size, ranked.columns)
+        extra = extra[_within(extra, budget)]
+        ranked = pd.concat([ranked, extra], ignore_index=True) if len(extra) else ranked
     probe_cfg = replace(finetune, epochs=probe_epochs)
     tried, nets = [], []
     for row in ranked.itertuples():
-        # The supernet's statistics are fine here: `fit_head` re-estimates them on `ds` first.
-        net = fit_head(store.extract(row.source_dataset, row.arch_json), ds, finetune, device)
+        # The source's statistics are fine here: `fit_head` re-estimates them on `ds` first.
+        start = start_network(row.source_dataset, row.arch_id, row.arch_json, ds.spec, store, pretrained_size)
+        net = fit_head(start, ds, finetune, device)
         if probe_epochs:
             train(net, ds, probe_cfg, device, desc=f"probe {row.arch_id}")
         score = score_split(net, ds, "val", device)
@@ -91,13 +102,24 @@ def shortlist(ds: MedDataset, metaspace, store: SubnetStore, *, k: int = 5, budg
         nets.append(net)
     ranked["probe_val_acc"] = [s["acc"] for s in tried]
     ranked["probe_val_auc"] = [s["auc"] for s in tried]
-    # Ties (common on small val splits) go to the meta-space's ranking.
-    best = int(ranked.sort_values(["probe_val_acc", "predicted_score"], ascending=False, kind="stable").index[0])
+    # Ties (common on small val splits) go to the meta-space's ranking, then to the zoo.
+    best = int(ranked.sort_values(["probe_val_acc", "predicted_score"], ascending=False, kind="stable",
+                                  na_position="last").index[0])
     return ranked, nets, best
 
 
+def _within(rows: pd.DataFrame, budget: dict):
+    """Rows that meet `budget`; a figure a row lacks (a pretrained network's MACs or latency) fails it."""
+    keep = pd.Series(True, index=rows.index)
+    for key, column in CONSTRAINT_COLUMNS.items():
+        if key in budget:
+            keep &= pd.to_numeric(rows[column], errors="coerce") <= float(budget[key])
+    return keep
+
+
 def select(ds: MedDataset, metaspace, store: SubnetStore, *, k: int = 5, budget: dict | None = None,
-           finetune: FinetuneConfig = FinetuneConfig(), probe_epochs: int = 0, device: str = "cpu") -> Selection:
+           finetune: FinetuneConfig = FinetuneConfig(), probe_epochs: int = 0, pretrained=(),
+           pretrained_size: int = 64, device: str = "cpu") -> Selection:
     """Pick, adapt and fine-tune the zoo model that suits `ds` best (see the module docstring).
 
     `shortlist`, then the best candidate on val is fine-tuned for `finetune.epochs` (ending with its best
@@ -106,7 +128,8 @@ def select(ds: MedDataset, metaspace, store: SubnetStore, *, k: int = 5, budget:
     t0 = time.time()
     device = str(resolve_device(device))
     ranked, nets, best = shortlist(ds, metaspace, store, k=k, budget=budget, finetune=finetune,
-                                   probe_epochs=probe_epochs, device=device)
+                                   probe_epochs=probe_epochs, pretrained=pretrained,
+                                   pretrained_size=pretrained_size, device=device)
     net = nets[best]
     history, val = [], {"acc": ranked.probe_val_acc[best], "auc": ranked.probe_val_auc[best]}
     if finetune.epochs:
