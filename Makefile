@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml requirements.lock constraints.txt
 	$(PIP) install --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-# The demo pipeline; the selection benchmark (an hour on a 2-core CPU) is a target of its own.
+# The demo pipeline; the selection benchmark (80 minutes on a 2-core CPU) is a target of its own.
 DEMO_STAGES := register leave_one_out convergence fid
 
 demo: $(STAMP)

@@ -70,7 +70,7 @@ MEDMNIST_RESNET18 = {"bloodmnist": 0.958, "organamnist": 0.935, "pneumoniamnist"
 @dataclass(frozen=True)
 class BenchmarkConfig:
     """`params.yaml: benchmark` (the fine-tuning recipe itself is `finetune`). The defaults are the demo
-    scale, about an hour on a 2-core CPU; params-full.yaml holds the full protocol."""
+    scale, 80 minutes on a 2-core CPU; params-full.yaml holds the full protocol."""
 
     targets: tuple[str, ...] = ("breastmnist", "bloodmnist")  # target datasets (empty: every zoo and held-out one)
     seeds: tuple[int, ...] = (0, 1, 2)         # each seeds the meta-space, the random pick and the fine-tuning
