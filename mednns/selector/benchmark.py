@@ -44,11 +44,10 @@ from mednns.metaspace.features import DatasetFeatures, FeatureConfig, features_o
 from mednns.metaspace.fid import frechet_distance
 from mednns.metaspace.logme import label_matrix, logme
 from mednns.metaspace.loo import SubnetFeatures
-from mednns.nn.config import ModelConfig
 from mednns.nn.factory import create_model, dataset_model_config, random_like
 from mednns.selector.export import npz_layout
 from mednns.selector.finetune import FinetuneConfig, fit_head
-from mednns.selector.pretrained import is_pretrained
+from mednns.selector.pretrained import is_pretrained, pretrained_net
 from mednns.selector.selection import shortlist
 from mednns.data.spec import Task
 from mednns.train.batches import predict
@@ -59,8 +58,8 @@ from mednns.zoo.store import SubnetStore
 
 log = logging.getLogger(__name__)
 
-METHODS = ("selector", "selector_imagenet", "selector_probe", "metaspace_top1", "logme", "fid_largest", "random", "selector_arch_scratch",
-           "resnet18_scratch", "efficientnet_imagenet")
+METHODS = ("selector", "selector_imagenet", "selector_probe", "metaspace_top1", "logme", "fid_largest", "random",
+           "selector_arch_scratch", "resnet18_scratch", "efficientnet_imagenet")
 # MedMNIST v2's published ResNet-18 (28) test accuracy after 100 epochs, for reference beside the table.
 MEDMNIST_RESNET18 = {"bloodmnist": 0.958, "organamnist": 0.935, "pneumoniamnist": 0.854, "breastmnist": 0.863,
                      "retinamnist": 0.524, "pathmnist": 0.907, "dermamnist": 0.735, "octmnist": 0.743,
@@ -113,6 +112,19 @@ def _zoo_pick(method: str, row, store: SubnetStore, ds: MedDataset, ft: Finetune
                 {"source": row.source_dataset, "arch_id": row.arch_id, "params": int(row.params)})
 
 
+def _shortlist_pick(method: str, kind: str, ds: MedDataset, ms, store: SubnetStore, cfg: BenchmarkConfig,
+                    ft: FinetuneConfig, device, **options) -> Pick:
+    """The pick of `shortlist` (as `mednns select` makes it) with `options`; `kind` names its start in the
+    fine-tuning key, and a pretrained pick shares the ImageNet baseline's run."""
+    t0 = time.time()
+    ranked, nets, best = shortlist(ds, ms, store, k=cfg.k, finetune=ft, device=device, **options)
+    row = ranked.iloc[best]
+    key = (("efficientnet",) if is_pretrained(row.source_dataset, row.arch_id)
+           else (kind, row.source_dataset, row.arch_id))
+    return Pick(method, nets[best], key, time.time() - t0,
+                {"source": row.source_dataset, "arch_id": row.arch_id, "params": int(row.params)})
+
+
 def logme_ranking(target: Target, subnets: SubnetFeatures, n_images: int) -> tuple[pd.DataFrame, float]:
     """Every candidate with its LogME on the target's train images, best first, and the seconds it took."""
     t0 = time.time()
@@ -145,38 +157,23 @@ def make_picks(target: Target, seed: int, cfg: BenchmarkConfig, ft: FinetuneConf
     torch.manual_seed(seed)
     if methods & {"selector", "selector_imagenet", "selector_probe", "metaspace_top1", "selector_arch_scratch"}:
         ms = target.metaspace(seed)
-        t0 = time.time()
-        ranked, nets, best = shortlist(ds, ms, store, k=cfg.k, finetune=ft, device=device)
-        seconds = time.time() - t0
-        row = ranked.iloc[best]
-        selector = Pick("selector", nets[best], ("zoo", row.source_dataset, row.arch_id), seconds,
-                        {"source": row.source_dataset, "arch_id": row.arch_id, "params": int(row.params)})
+        selector = _shortlist_pick("selector", "zoo", ds, ms, store, cfg, ft, device)
+        row = selector.info
         picks.append(selector)
         if "metaspace_top1" in methods:
             t0 = time.time()
             first = ms.query(npz_layout(ds.images("train")), k=1).iloc[0]
             picks.append(_zoo_pick("metaspace_top1", first, store, ds, ft, time.time() - t0, device))
         if "selector_imagenet" in methods:
-            t0 = time.time()
-            i_ranked, i_nets, i_best = shortlist(ds, ms, store, k=cfg.k, finetune=ft, pretrained=("efficientnet_lite0",),
-                                                 pretrained_size=cfg.efficientnet_size, device=device)
-            i_row = i_ranked.iloc[i_best]
             # Its pick is the zoo subnet or the ImageNet network the other methods start from: one run each.
-            key = (("efficientnet",) if is_pretrained(i_row.source_dataset, i_row.arch_id)
-                   else ("zoo", i_row.source_dataset, i_row.arch_id))
-            picks.append(Pick("selector_imagenet", i_nets[i_best], key, time.time() - t0,
-                              {"source": i_row.source_dataset, "arch_id": i_row.arch_id, "params": int(i_row.params)}))
+            picks.append(_shortlist_pick("selector_imagenet", "zoo", ds, ms, store, cfg, ft, device,
+                                         pretrained=("efficientnet_lite0",), pretrained_size=cfg.efficientnet_size))
         if "selector_probe" in methods:
-            t0 = time.time()
-            p_ranked, p_nets, p_best = shortlist(ds, ms, store, k=cfg.k, finetune=ft, probe_epochs=cfg.probe_epochs,
-                                                 device=device)
-            p_row = p_ranked.iloc[p_best]
-            picks.append(Pick("selector_probe", p_nets[p_best], ("probed", p_row.source_dataset, p_row.arch_id),
-                              time.time() - t0, {"source": p_row.source_dataset, "arch_id": p_row.arch_id,
-                                                 "params": int(p_row.params)}))
+            picks.append(_shortlist_pick("selector_probe", "probed", ds, ms, store, cfg, ft, device,
+                                         probe_epochs=cfg.probe_epochs))
         if "selector_arch_scratch" in methods:
             scratch = random_like(selector.net, seed)
-            picks.append(Pick("selector_arch_scratch", scratch, ("scratch", row.source_dataset, row.arch_id), 0.0,
+            picks.append(Pick("selector_arch_scratch", scratch, ("scratch", row["source"], row["arch_id"]), 0.0,
                               dict(selector.info)))
     if "logme" in methods and logme_ranked is not None:
         ranked, seconds = logme_ranked
@@ -194,9 +191,7 @@ def make_picks(target: Target, seed: int, cfg: BenchmarkConfig, ft: FinetuneConf
     if "efficientnet_imagenet" in methods:
         t0 = time.time()
         torch.manual_seed(seed)
-        cfg_e = ModelConfig("efficientnet_lite0", 3, cfg.efficientnet_size, ds.spec.num_classes, ds.spec.task.value,
-                            ds.spec.label_names, source="imagenet")
-        net = fit_head(create_model(cfg_e), ds, ft, device)
+        net = fit_head(pretrained_net("efficientnet_lite0", ds.spec, cfg.efficientnet_size), ds, ft, device)
         picks.append(Pick("efficientnet_imagenet", net, ("efficientnet",), time.time() - t0, {"params": _params(net)}))
     for p in picks:
         p.info.setdefault("params", _params(p.net))
@@ -278,7 +273,8 @@ def run_target(target: Target, cfg: BenchmarkConfig, ft: FinetuneConfig, store: 
 
 
 NAMES = {"selector": "selector (`mednns select`)",
-         "selector_imagenet": "selector + ImageNet candidate (`--pretrained efficientnet_lite0`)", "selector_probe": "selector, probe epoch before the pick",
+         "selector_imagenet": "selector + ImageNet candidate (`--pretrained efficientnet_lite0`)",
+         "selector_probe": "selector, probe epoch before the pick",
          "metaspace_top1": "meta-space first pick",
          "logme": "LogME over every candidate", "fid_largest": "largest subnet of FID-nearest source",
          "random": "random zoo model", "selector_arch_scratch": "selector's arch, random init",
