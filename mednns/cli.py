@@ -226,8 +226,12 @@ def _figure(value, fmt: str) -> str:
               help="Epochs for the chosen model (0: head fit only) [params.yaml finetune.epochs].")
 @click.option("--probe-epochs", default=0, show_default=True, type=click.IntRange(min=0),
               help="Training epochs for each candidate before the pick.")
+# The names of mednns.selector.pretrained.PRETRAINED and SelectConfig's default, repeated: importing them
+# here would import torch before usage errors are checked.
 @click.option("--pretrained", multiple=True, type=click.Choice(["efficientnet_lite0"]),
-              help="Also try this published pretrained network (ImageNet EfficientNet-Lite0); repeatable.")
+              help="Published pretrained network tried beside the zoo's candidates; repeatable "
+                   "[default: efficientnet_lite0, ImageNet].")
+@click.option("--zoo-only", is_flag=True, help="Try the zoo's candidates alone (no published network).")
 @click.option("--pretrained-size", default=64, show_default=True, type=click.IntRange(min=32),
               help="Input resolution of the pretrained networks (images are resized to it).")
 @click.option("--export", "export_path", callback=_onnx_path, help="Write the chosen model as ONNX here (.onnx).")
@@ -243,7 +247,7 @@ def _figure(value, fmt: str) -> str:
 @_task
 @_classes
 def select_cmd(dataset, k, max_params, max_macs, max_latency_ms, finetune_epochs, probe_epochs, pretrained,
-               pretrained_size, export_path, card_path, metaspace, supernets, register, device, size, task, num_classes) -> None:
+               zoo_only, pretrained_size, export_path, card_path, metaspace, supernets, register, device, size, task, num_classes) -> None:
     """Pick, fine-tune and export the zoo model for DATASET (an .npz path or a MedMNIST name)."""
     from pathlib import Path
 
@@ -252,6 +256,10 @@ def select_cmd(dataset, k, max_params, max_macs, max_latency_ms, finetune_epochs
     # Everything that can be checked before the work (and before torch is imported) is checked first.
     if export_path and Path(card_path or Path(export_path).with_suffix(".md")).resolve() == Path(export_path).resolve():
         raise click.BadParameter("the model card cannot be the ONNX file itself", param_hint="--card")
+    if zoo_only and pretrained:
+        raise click.BadParameter("--zoo-only leaves out every published network; drop one of the two",
+                                 param_hint="--pretrained")
+    pretrained = () if zoo_only else (pretrained or ("efficientnet_lite0",))
     _folder("meta-space", metaspace, "--metaspace", "fetch it with `dvc pull models/metaspace`")
     _folder("supernet", supernets, "--supernets", "fetch them with `dvc pull models/supernets`")
     if export_path:

@@ -41,7 +41,8 @@ def main(argv: list[str]) -> None:
         raise MedNNSError(f"benchmark methods: unknown {', '.join(unknown)}; known: {', '.join(METHODS)} "
                           "(params.yaml benchmark.methods or --methods)")
     ms_cfg, feature_cfg = config("metaspace", MetaSpaceConfig), config("features", FeatureConfig)
-    device = config("select", SelectConfig).device
+    selector_cfg = config("select", SelectConfig)
+    device = selector_cfg.device
     zoo = read_zoo([zoo_dir / f"{d}.parquet" for d in names])
     features = {d: DatasetFeatures.load(Path(args.features) / f"{d}.npz") for d in names}
     store = SubnetStore(args.supernets, device)
@@ -61,7 +62,7 @@ def main(argv: list[str]) -> None:
     if not targets:
         raise MedNNSError(f"benchmark.targets {list(cfg.targets)} names none of the zoo's datasets {names} "
                           f"nor the held-out {[Path(h).name for h in args.holdout]}: fix params.yaml")
-    rows = pd.concat([run_target(t, cfg, ft, store, subnets, feature_cfg, device) for t in targets],
+    rows = pd.concat([run_target(t, cfg, ft, store, subnets, feature_cfg, device, selector_cfg) for t in targets],
                      ignore_index=True)
     with atomic_path(f"{args.out}.csv") as tmp:
         rows.to_csv(tmp, index=False, float_format="%.5f")

@@ -35,7 +35,9 @@ def _toy_params(params: dict, datasets=tuple(ZOO), holdout: str = HOLDOUT) -> di
     params["metaspace"].update(steps=20, set_min=8, set_max=16, rows_per_dataset=6, top_models=2,
                                query_images=64, log_every=5)
     params["evaluate"].update(max_candidates=10, logme_images=48)
-    params["select"].update(dataset=holdout, k=2, convergence_epochs=1)
+    # The zoo alone, so that the stages' pick has a supernet's lineage to check (the CLI test below runs
+    # the default, with the ImageNet candidate).
+    params["select"].update(dataset=holdout, k=2, convergence_epochs=1, pretrained=[], pretrained_size=32)
     params["finetune"].update(epochs=1, bn_images=32, head_images=48, recalib_images=32)
     params["benchmark"].update(targets=[], seeds=[0], report_epochs=[1], train_images=[0], max_train_images=48,
                                max_val_images=24, max_test_images=32, logme_images=48, efficientnet_size=32, k=2)
@@ -217,6 +219,7 @@ def test_the_cli_selects_for_a_new_npz_and_fails_cleanly_on_bad_input(project, t
                  str(out), "--no-register", cwd=root)
     assert ok.returncode == 0, ok.stderr[-3000:]
     assert out.is_file() and out.with_suffix(".md").is_file()
+    assert "imagenet" in ok.stdout and "efficientnet_lite0" in ok.stdout  # tried by default, beside the zoo
     too_small = run_cli("select", str(data_dir / f"{HOLDOUT}.npz"), "--max-params", "10", cwd=root)
     assert too_small.returncode == 1 and "Traceback" not in too_small.stderr
     assert len(too_small.stderr.strip().splitlines()) == 1
@@ -450,8 +453,9 @@ def test_zoo_pull_in_a_fresh_clone_is_all_select_and_export_need(project, s3_ser
 
     out = tmp_path / "picked.onnx"
     chosen = run_cli("select", str(data_dir / f"{HOLDOUT}.npz"), "--k", "2", "--finetune-epochs", "0", "--export",
-                     str(out), "--no-register", cwd=b)
+                     str(out), "--no-register", "--zoo-only", cwd=b)
     assert chosen.returncode == 0, chosen.stderr[-3000:]
+    assert "efficientnet_lite0" not in chosen.stdout
     exported = run_cli("export", "mednns.toya@champion", str(tmp_path / "champion.onnx"), cwd=b,
                        env={"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"})
     assert exported.returncode == 0, exported.stderr[-3000:]

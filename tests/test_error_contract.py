@@ -207,7 +207,8 @@ def test_a_huge_declared_shape_in_a_tiny_file_is_refused_before_reading(tmp_path
 @pytest.fixture
 def select_args(selection_space):
     metaspace, supernets = selection_space
-    return ["--metaspace", str(metaspace), "--supernets", str(supernets), "--k", "2", "--finetune-epochs", "0"]
+    return ["--metaspace", str(metaspace), "--supernets", str(supernets), "--k", "2", "--finetune-epochs", "0",
+            "--zoo-only"]
 
 
 def test_select_export_with_mlflow_unreachable_leaves_no_file(tmp_path, good, select_args):
@@ -345,6 +346,8 @@ def test_wrong_device_log_level_and_export_name_are_refused_before_any_work(tmp_
     usage_error(invoke_cli("select", str(tmp_path / "nothing.npz"), "--export", "m.onnx", "--card", "m.onnx"),
                 "--card")
     usage_error(invoke_cli("select", str(tmp_path / "nothing.npz"), "--k", "0"), "--k")
+    usage_error(invoke_cli("select", str(tmp_path / "nothing.npz"), "--zoo-only", "--pretrained", "efficientnet_lite0"),
+                "--zoo-only")
 
 
 def test_zoo_show_with_a_quote_in_the_name(tmp_path):

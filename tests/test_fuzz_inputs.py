@@ -281,7 +281,8 @@ def test_the_data_corpus_holds_both_outcomes():
 @pytest.fixture(scope="module")
 def select_args(selection_space):
     metaspace, supernets = selection_space
-    return ["--metaspace", str(metaspace), "--supernets", str(supernets), "--k", "1", "--finetune-epochs", "1"]
+    return ["--metaspace", str(metaspace), "--supernets", str(supernets), "--k", "1", "--finetune-epochs", "1",
+            "--zoo-only"]
 
 
 @fuzz_settings(60)

@@ -11,7 +11,7 @@ from conftest import tiny_config, tiny_dataset
 from mednns.metaspace import FeatureConfig, MetaSpaceConfig, train_metaspace
 from mednns.metaspace.features import features_of_images
 from mednns.metaspace.loo import SubnetFeatures
-from mednns.selector import FinetuneConfig, select
+from mednns.selector import FinetuneConfig, SelectConfig, select
 from mednns.selector.benchmark import (METHODS, BenchmarkConfig, Target, candidates_without, markdown, plot,
                                        run_target, summary)
 from mednns.train.supernet import SupernetTrainer
@@ -21,6 +21,7 @@ FEATURES = FeatureConfig(sample_images=48, image_size=16)
 MS = MetaSpaceConfig(dim=16, hidden=32, heads=2, steps=20, set_min=8, set_max=24, rows_per_dataset=8, top_models=2,
                      query_images=40)
 FT = FinetuneConfig(epochs=2, batch_size=16, head_images=64, bn_images=64)
+SELECT = SelectConfig(pretrained_size=32)  # the selector's ImageNet candidate, at the baseline's size
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -45,8 +46,8 @@ def bench(tmp_path_factory, one_thread):
     target = Target(holdout, lambda seed: train_metaspace(zoo, features, MS, FEATURES, progress=False)[0],
                     candidates_without(zoo, "hh"), features)
     cfg = BenchmarkConfig(seeds=(0,), report_epochs=(1, 2), train_images=(0, 40), max_train_images=0,
-                          max_test_images=24, logme_images=40, efficientnet_size=32)
-    rows = run_target(target, cfg, FT, store, subnets, FEATURES)
+                          max_test_images=24, logme_images=40, efficientnet_size=32, methods=METHODS)
+    rows = run_target(target, cfg, FT, store, subnets, FEATURES, selector_cfg=SELECT)
     return rows, target, store
 
 
@@ -73,12 +74,15 @@ def test_no_method_ends_predicting_one_class(bench):
     assert (kept.predicted_classes > 1).all(), kept[kept.predicted_classes <= 1][["method", "regime", "seed"]]
 
 
-def test_the_selectors_pick_is_what_mednns_select_picks(bench):
+@pytest.mark.parametrize("method, pretrained", [("selector", SELECT.pretrained), ("selector_zoo", ())])
+def test_the_selectors_pick_is_what_mednns_select_picks(bench, method, pretrained):
     rows, target, store = bench
-    full = rows[(rows.regime == "full") & (rows.method == "selector") & (rows.seed == 0)].iloc[0]
+    full = rows[(rows.regime == "full") & (rows.method == method) & (rows.seed == 0)].iloc[0]
     sel = select(target.ds, target.metaspace(0), store, k=5, finetune=FinetuneConfig(epochs=0, head_images=64,
-                                                                                    bn_images=64))
+                                                                                    bn_images=64),
+                 pretrained=pretrained, pretrained_size=SELECT.pretrained_size)
     assert (full.source, full.arch_id) == (sel.chosen.source_dataset, sel.chosen.arch_id)
+    assert method == "selector" or sel.chosen.source_dataset in {"aa", "bb", "cc"}
 
 
 def test_the_tables_and_the_plot(bench, tmp_path):
@@ -86,7 +90,7 @@ def test_the_tables_and_the_plot(bench, tmp_path):
     s = summary(rows)
     assert set(s.method) == set(METHODS) and (s.regret >= 0).all() and (s.groupby(["regime"]).regret.min() == 0).all()
     text = markdown(rows)
-    assert "| selector (`mednns select`) |" in text and "full" in text and "40 train images" in text
+    assert "| selector (`mednns select`: zoo + ImageNet candidate) |" in text and "full" in text and "40 train images" in text
     plot(rows, tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 1000
 

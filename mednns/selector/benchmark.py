@@ -8,9 +8,9 @@ each method picks a network and that network is fine-tuned on the target's train
 (epoch 0) and after each of `report_epochs`, and for the epoch the recipe keeps (best on val).
 
 Methods (`METHODS`):
-- selector: exactly what `mednns select` runs (meta-space top k, a head fit on the target, best on val);
-- selector_imagenet: the selector with ImageNet EfficientNet-Lite0 among its candidates
-  (`mednns select --pretrained efficientnet_lite0`);
+- selector: exactly what `mednns select` runs (meta-space top k and the `select.pretrained` networks, a
+  head fit on the target, best on val);
+- selector_zoo: the selector with the zoo's candidates alone (`mednns select --zoo-only`), an ablation;
 - selector_probe: the same as selector with `probe_epochs` of training per candidate before the pick
   (`mednns select --probe-epochs N`), an ablation of how the shortlist is judged;
 - metaspace_top1: the meta-space's first pick alone;
@@ -48,7 +48,7 @@ from mednns.nn.factory import create_model, dataset_model_config, random_like
 from mednns.selector.export import npz_layout
 from mednns.selector.finetune import FinetuneConfig, fit_head
 from mednns.selector.pretrained import is_pretrained, pretrained_net
-from mednns.selector.selection import shortlist
+from mednns.selector.selection import SelectConfig, shortlist
 from mednns.data.spec import Task
 from mednns.train.batches import predict
 from mednns.train.device import resolve_device
@@ -58,7 +58,7 @@ from mednns.zoo.store import SubnetStore
 
 log = logging.getLogger(__name__)
 
-METHODS = ("selector", "selector_imagenet", "selector_probe", "metaspace_top1", "logme", "fid_largest", "random",
+METHODS = ("selector", "selector_zoo", "selector_probe", "metaspace_top1", "logme", "fid_largest", "random",
            "selector_arch_scratch", "resnet18_scratch", "efficientnet_imagenet")
 # MedMNIST v2's published ResNet-18 (28) test accuracy after 100 epochs, for reference beside the table.
 MEDMNIST_RESNET18 = {"bloodmnist": 0.958, "organamnist": 0.935, "pneumoniamnist": 0.854, "breastmnist": 0.863,
@@ -80,7 +80,8 @@ class BenchmarkConfig:
     max_test_images: int = 1000                # seeded test subset (MedMNIST metrics on it)
     logme_images: int = 300                    # target train images LogME sees per candidate
     efficientnet_size: int = 64                # input resolution of the ImageNet baseline
-    methods: tuple[str, ...] = METHODS
+    # selector_probe, an ablation that did not pay (README), runs when asked for (`--methods`)
+    methods: tuple[str, ...] = tuple(m for m in METHODS if m != "selector_probe")
     k: int = 5                                 # the selector's candidates (as `select.k`)
     probe_epochs: int = 1                      # selector_probe: epochs per candidate before the pick
 
@@ -115,11 +116,11 @@ def _zoo_pick(method: str, row, store: SubnetStore, ds: MedDataset, ft: Finetune
 def _shortlist_pick(method: str, kind: str, ds: MedDataset, ms, store: SubnetStore, cfg: BenchmarkConfig,
                     ft: FinetuneConfig, device, **options) -> Pick:
     """The pick of `shortlist` (as `mednns select` makes it) with `options`; `kind` names its start in the
-    fine-tuning key, and a pretrained pick shares the ImageNet baseline's run."""
+    fine-tuning key, and an untrained pretrained pick shares the ImageNet baseline's run."""
     t0 = time.time()
     ranked, nets, best = shortlist(ds, ms, store, k=cfg.k, finetune=ft, device=device, **options)
     row = ranked.iloc[best]
-    key = (("efficientnet",) if is_pretrained(row.source_dataset, row.arch_id)
+    key = (("efficientnet", int(row.pretrained_size)) if kind == "zoo" and is_pretrained(row.source_dataset, row.arch_id)
            else (kind, row.source_dataset, row.arch_id))
     return Pick(method, nets[best], key, time.time() - t0,
                 {"source": row.source_dataset, "arch_id": row.arch_id, "params": int(row.params)})
@@ -151,26 +152,27 @@ def fid_nearest_largest(target: Target, feature_cfg: FeatureConfig) -> tuple[pd.
 
 def make_picks(target: Target, seed: int, cfg: BenchmarkConfig, ft: FinetuneConfig, store: SubnetStore,
                logme_ranked: tuple[pd.DataFrame, float] | None, fid_pick: tuple[pd.Series, float] | None,
-               device="cpu") -> list[Pick]:
-    """Each method's starting network for `target` at `seed`."""
+               device="cpu", selector_cfg: SelectConfig = SelectConfig()) -> list[Pick]:
+    """Each method's starting network for `target` at `seed`; the selector's published candidates are
+    `selector_cfg`'s (`params.yaml: select`), as `mednns select` has them."""
     ds, methods, picks = target.ds, set(cfg.methods), []
+    published = {"pretrained": selector_cfg.pretrained, "pretrained_size": selector_cfg.pretrained_size}
     torch.manual_seed(seed)
-    if methods & {"selector", "selector_imagenet", "selector_probe", "metaspace_top1", "selector_arch_scratch"}:
+    if methods & {"selector", "selector_zoo", "selector_probe", "metaspace_top1", "selector_arch_scratch"}:
         ms = target.metaspace(seed)
-        selector = _shortlist_pick("selector", "zoo", ds, ms, store, cfg, ft, device)
+        # A pick of the zoo or of the ImageNet network the other methods start from: one run each.
+        selector = _shortlist_pick("selector", "zoo", ds, ms, store, cfg, ft, device, **published)
         row = selector.info
         picks.append(selector)
         if "metaspace_top1" in methods:
             t0 = time.time()
             first = ms.query(npz_layout(ds.images("train")), k=1).iloc[0]
             picks.append(_zoo_pick("metaspace_top1", first, store, ds, ft, time.time() - t0, device))
-        if "selector_imagenet" in methods:
-            # Its pick is the zoo subnet or the ImageNet network the other methods start from: one run each.
-            picks.append(_shortlist_pick("selector_imagenet", "zoo", ds, ms, store, cfg, ft, device,
-                                         pretrained=("efficientnet_lite0",), pretrained_size=cfg.efficientnet_size))
+        if "selector_zoo" in methods:
+            picks.append(_shortlist_pick("selector_zoo", "zoo", ds, ms, store, cfg, ft, device, pretrained=()))
         if "selector_probe" in methods:
             picks.append(_shortlist_pick("selector_probe", "probed", ds, ms, store, cfg, ft, device,
-                                         probe_epochs=cfg.probe_epochs))
+                                         probe_epochs=cfg.probe_epochs, **published))
         if "selector_arch_scratch" in methods:
             scratch = random_like(selector.net, seed)
             picks.append(Pick("selector_arch_scratch", scratch, ("scratch", row["source"], row["arch_id"]), 0.0,
@@ -192,7 +194,8 @@ def make_picks(target: Target, seed: int, cfg: BenchmarkConfig, ft: FinetuneConf
         t0 = time.time()
         torch.manual_seed(seed)
         net = fit_head(pretrained_net("efficientnet_lite0", ds.spec, cfg.efficientnet_size), ds, ft, device)
-        picks.append(Pick("efficientnet_imagenet", net, ("efficientnet",), time.time() - t0, {"params": _params(net)}))
+        picks.append(Pick("efficientnet_imagenet", net, ("efficientnet", cfg.efficientnet_size), time.time() - t0,
+                          {"params": _params(net)}))
     for p in picks:
         p.info.setdefault("params", _params(p.net))
     return [p for p in picks if p.method in methods]
@@ -244,7 +247,8 @@ def regime_name(train_images: int) -> str:
 
 
 def run_target(target: Target, cfg: BenchmarkConfig, ft: FinetuneConfig, store: SubnetStore,
-               subnets: SubnetFeatures | None, feature_cfg: FeatureConfig, device="cpu") -> pd.DataFrame:
+               subnets: SubnetFeatures | None, feature_cfg: FeatureConfig, device="cpu",
+               selector_cfg: SelectConfig = SelectConfig()) -> pd.DataFrame:
     """Every (regime, seed, method) row for one target dataset."""
     name, device = target.ds.spec.name, str(resolve_device(device))
     ft = replace(ft, max_train_images=cfg.max_train_images)
@@ -257,7 +261,8 @@ def run_target(target: Target, cfg: BenchmarkConfig, ft: FinetuneConfig, store: 
         fid_pick = fid_nearest_largest(here, feature_cfg) if "fid_largest" in cfg.methods else None
         for seed in cfg.seeds:
             done: dict[tuple, list[dict]] = {}
-            for pick in make_picks(here, seed, cfg, replace(ft, seed=seed), store, logme_ranked, fid_pick, device):
+            for pick in make_picks(here, seed, cfg, replace(ft, seed=seed), store, logme_ranked, fid_pick, device,
+                                   selector_cfg):
                 if pick.key not in done:
                     done[pick.key] = fine_tune_curve(pick, ds, test, replace(ft, seed=seed), cfg.report_epochs,
                                                      device)
@@ -272,8 +277,8 @@ def run_target(target: Target, cfg: BenchmarkConfig, ft: FinetuneConfig, store: 
     return pd.DataFrame(rows)
 
 
-NAMES = {"selector": "selector (`mednns select`)",
-         "selector_imagenet": "selector + ImageNet candidate (`--pretrained efficientnet_lite0`)",
+NAMES = {"selector": "selector (`mednns select`: zoo + ImageNet candidate)",
+         "selector_zoo": "selector, zoo candidates only (`--zoo-only`)",
          "selector_probe": "selector, probe epoch before the pick",
          "metaspace_top1": "meta-space first pick",
          "logme": "LogME over every candidate", "fid_largest": "largest subnet of FID-nearest source",
