@@ -85,6 +85,21 @@ def test_every_stage_runs_with_the_paper_scale_params_at_toy_size(tmp_path):
     assert set(json.loads((root / "metrics/leave_one_out.json").read_text())["datasets"]) == set(FULL)
 
 
+def test_an_ad_hoc_benchmark_run_refuses_unknown_targets_and_methods(project, tmp_path):
+    """`--targets` / `--methods` runs outside DVC: a typo is one line naming it, not a silently smaller run."""
+    import sys
+
+    root, _ = project
+    stage = [sys.executable, "-m", "pipelines.selection_benchmark", f"data/holdout/{HOLDOUT}", "--zoo", "zoo",
+             "--features", "features", "--supernets", "models/supernets", "--data", "data/prepared",
+             "--out", str(tmp_path / "b"), "--plot", str(tmp_path / "b.png")]
+    for option, typo in (("--targets", f"{HOLDOUT},bloodmnst"), ("--methods", "selector,logmee")):
+        result = subprocess.run([*stage, option, typo], cwd=root, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        assert typo.split(",")[1] in result.stderr.strip().splitlines()[-1]
+    assert not list(tmp_path.iterdir())
+
+
 def test_every_stage_writes_its_artefacts(project):
     root, _ = project
     for name in ZOO:
