@@ -31,11 +31,15 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--plot", required=True, help="the figure (.png)")
     parser.add_argument("--methods", help="comma-separated methods of this run instead of benchmark.methods "
                                           "(an ad-hoc run outside DVC, with its own --out)")
+    parser.add_argument("--targets", help="comma-separated target datasets instead of benchmark.targets "
+                                          "(an ad-hoc run outside DVC, with its own --out)")
     args = parser.parse_args(argv)
     names, zoo_dir = datasets(), Path(args.zoo)
     cfg, ft = config("benchmark", BenchmarkConfig), config("finetune", FinetuneConfig)
     if args.methods:
         cfg = replace(cfg, methods=tuple(m.strip() for m in args.methods.split(",")))
+    if args.targets:
+        cfg = replace(cfg, targets=tuple(t.strip() for t in args.targets.split(",")))
     unknown = sorted(set(cfg.methods) - set(METHODS))
     if unknown:
         raise MedNNSError(f"benchmark methods: unknown {', '.join(unknown)}; known: {', '.join(METHODS)} "
@@ -56,12 +60,14 @@ def main(argv: list[str]) -> None:
         return Target(ds, metaspace, candidates_without(zoo, ds.spec.name),
                       {d: f for d, f in features.items() if d not in exclude})
 
-    wanted = set(cfg.targets or [*names, *(Path(h).name for h in args.holdout)])
+    held_out = [Path(h).name for h in args.holdout]
+    wanted = set(cfg.targets or [*names, *held_out])
+    unknown = sorted(wanted - {*names, *held_out})
+    if unknown:
+        raise MedNNSError(f"benchmark targets: unknown {', '.join(unknown)}; neither a zoo dataset {names} nor a "
+                          f"held-out one {held_out} (params.yaml benchmark.targets or --targets)")
     targets = [target(load_prepared(Path(args.data) / d), [d]) for d in names if d in wanted]
     targets += [target(load_prepared(h), []) for h in args.holdout if Path(h).name in wanted]
-    if not targets:
-        raise MedNNSError(f"benchmark.targets {list(cfg.targets)} names none of the zoo's datasets {names} "
-                          f"nor the held-out {[Path(h).name for h in args.holdout]}: fix params.yaml")
     rows = pd.concat([run_target(t, cfg, ft, store, subnets, feature_cfg, device, selector_cfg) for t in targets],
                      ignore_index=True)
     with atomic_path(f"{args.out}.csv") as tmp:
