@@ -23,6 +23,8 @@ from mednns.train.loop import TrainConfig, eval_batch, features, input_kwargs
 class FinetuneConfig(TrainConfig):
     """`params.yaml: finetune`: the selector's recipe (the convergence baselines train the same way)."""
 
+    # 128 left a 500-image dataset 4 optimizer steps an epoch, and every method under-trained (README).
+    batch_size: int = 32
     # Per candidate the selector runs these through the net twice (train mode, then eval mode): they
     # are most of `mednns select`'s time with fine-tuning off.
     head_images: int = 500      # train images the closed-form head is fit on
