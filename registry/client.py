@@ -26,6 +26,10 @@ def _transient(e: BaseException) -> bool:
         return True
     code = error_code(e)
     text = str(e)
+    # MLflow sets an alias by check-then-insert: two writers setting one alias at once collide on its
+    # unique key, and a retry finds the other's row and updates it.
+    if "registered_model_aliases" in text and "unique" in text.lower():
+        return True
     return code in ("INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE") and (
         "locked" in text or "Max retries" in text or "Connection" in text or "timed out" in text
         or "API request" in text)
