@@ -30,7 +30,7 @@ from mednns.selector.export import RawImageModel, onnx_session, npz_layout
 from mednns.selector.finetune import FinetuneConfig
 from mednns.zoo import SubnetStore
 from mednns.metaspace import MetaSpace
-from mednns.selector.selection import select
+from mednns.selector.selection import SelectConfig, select
 
 
 def command_seconds(dataset: str, out: Path, *options: str) -> float:
@@ -44,8 +44,9 @@ def command_seconds(dataset: str, out: Path, *options: str) -> float:
 
 def latency_rows(dataset: str, onnx_path: Path) -> list[dict]:
     ds = load_dataset(dataset, download=False)
-    sel = select(ds, MetaSpace.load("models/metaspace"), SubnetStore("models/supernets"),
-                 finetune=FinetuneConfig(epochs=0))
+    sel = select(ds, MetaSpace.load("models/metaspace"), SubnetStore("models/supernets", networks="models/pretrained"),
+                 finetune=FinetuneConfig(epochs=0), pretrained=SelectConfig().pretrained,
+                 pretrained_size=SelectConfig().pretrained_size)
     eager = RawImageModel(sel.net.eval(), sel.net.cfg.in_channels, sel.net.cfg.image_size,
                           source_size=ds.spec.image_size).eval()  # the graph the export holds
     session = onnx_session(onnx_path)

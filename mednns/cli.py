@@ -214,6 +214,11 @@ def _figure(value, fmt: str) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
 
 
+# The names of mednns.selector.pretrained.PRETRAINED and SelectConfig's defaults, repeated: importing them
+# here would import torch before usage errors are checked (tests/test_config.py holds them equal).
+DEFAULT_PRETRAINED = ("efficientnet_lite0", "efficientnet_lite0_zoo")
+
+
 @cli.command("select")
 @click.argument("dataset")
 @click.option("--k", default=5, show_default=True, type=click.IntRange(min=1),
@@ -226,13 +231,12 @@ def _figure(value, fmt: str) -> str:
               help="Epochs for the chosen model (0: head fit only) [params.yaml finetune.epochs].")
 @click.option("--probe-epochs", default=0, show_default=True, type=click.IntRange(min=0),
               help="Training epochs for each candidate before the pick.")
-# The names of mednns.selector.pretrained.PRETRAINED and SelectConfig's default, repeated: importing them
-# here would import torch before usage errors are checked.
-@click.option("--pretrained", multiple=True, type=click.Choice(["efficientnet_lite0"]),
-              help="Published pretrained network tried beside the zoo's candidates; repeatable "
-                   "[default: efficientnet_lite0, ImageNet].")
-@click.option("--zoo-only", is_flag=True, help="Try the zoo's candidates alone (no published network).")
-@click.option("--pretrained-size", default=64, show_default=True, type=click.IntRange(min=32),
+@click.option("--pretrained", multiple=True, type=click.Choice(DEFAULT_PRETRAINED),
+              help="Pretrained whole network tried beside the zoo's subnets; repeatable [default: both: "
+                   "efficientnet_lite0 with ImageNet weights, efficientnet_lite0_zoo the same trained further on "
+                   "the zoo's datasets].")
+@click.option("--zoo-only", is_flag=True, help="Try the zoo's subnets alone (no pretrained whole network).")
+@click.option("--pretrained-size", default=128, show_default=True, type=click.IntRange(min=32),
               help="Input resolution of the pretrained networks (images are resized to it).")
 @click.option("--export", "export_path", callback=_onnx_path, help="Write the chosen model as ONNX here (.onnx).")
 @click.option("--card", "card_path", callback=_card_path, help="Model card [<export>.md].")
@@ -240,6 +244,8 @@ def _figure(value, fmt: str) -> str:
               help="Meta-space folder (a DVC output of train_metaspace).")
 @click.option("--supernets", default="models/supernets", show_default=True, type=click.Path(),
               help="Folder of the zoo's supernet checkpoints.")
+@click.option("--networks", default="models/pretrained", show_default=True, type=click.Path(),
+              help="Folder of the zoo's whole networks (efficientnet_lite0_zoo.pt, stage pretrain).")
 @click.option("--register/--no-register", default=True, show_default=True,
               help="Register the exported model in MLflow (ONNX flavour).")
 @click.option("--device", default="cpu", show_default=True, callback=_device, help="cpu, cuda or cuda:<index>.")
@@ -247,7 +253,8 @@ def _figure(value, fmt: str) -> str:
 @_task
 @_classes
 def select_cmd(dataset, k, max_params, max_macs, max_latency_ms, finetune_epochs, probe_epochs, pretrained,
-               zoo_only, pretrained_size, export_path, card_path, metaspace, supernets, register, device, size, task, num_classes) -> None:
+               zoo_only, pretrained_size, export_path, card_path, metaspace, supernets, networks, register, device, size,
+               task, num_classes) -> None:
     """Pick, fine-tune and export the zoo model for DATASET (an .npz path or a MedMNIST name)."""
     from pathlib import Path
 
@@ -257,11 +264,14 @@ def select_cmd(dataset, k, max_params, max_macs, max_latency_ms, finetune_epochs
     if export_path and Path(card_path or Path(export_path).with_suffix(".md")).resolve() == Path(export_path).resolve():
         raise click.BadParameter("the model card cannot be the ONNX file itself", param_hint="--card")
     if zoo_only and pretrained:
-        raise click.BadParameter("--zoo-only leaves out every published network; drop one of the two",
+        raise click.BadParameter("--zoo-only leaves out every pretrained whole network; drop one of the two",
                                  param_hint="--pretrained")
-    pretrained = () if zoo_only else (pretrained or ("efficientnet_lite0",))
+    pretrained = () if zoo_only else (pretrained or DEFAULT_PRETRAINED)
     _folder("meta-space", metaspace, "--metaspace", "fetch it with `dvc pull models/metaspace`")
     _folder("supernet", supernets, "--supernets", "fetch them with `dvc pull models/supernets`")
+    if "efficientnet_lite0_zoo" in pretrained:
+        _folder("network", networks, "--networks", "fetch it with `dvc pull models/pretrained` (or try "
+                "`--pretrained efficientnet_lite0` alone)")
     if export_path:
         if register:
             from registry.tracking import check_reachable, tracking_uri
@@ -277,7 +287,7 @@ def select_cmd(dataset, k, max_params, max_macs, max_latency_ms, finetune_epochs
     ms = MetaSpace.load(metaspace)
     budget = {"max_params": max_params, "max_macs": max_macs, "max_latency_ms": max_latency_ms}
     finetune = FinetuneConfig() if finetune_epochs is None else replace(FinetuneConfig(), epochs=finetune_epochs)
-    sel = select(ds, ms, SubnetStore(supernets, device), k=k, budget=budget,
+    sel = select(ds, ms, SubnetStore(supernets, device, networks=networks), k=k, budget=budget,
                  finetune=finetune, probe_epochs=probe_epochs, pretrained=pretrained, pretrained_size=pretrained_size,
                  device=device)
     table = Table("rank", "source", "arch_id", "predicted", "probe val acc", "params", "MACs", "ms",
@@ -372,7 +382,7 @@ def zoo_show(name: str, as_json: bool) -> None:
 @_json
 def zoo_pull(rev, remote, data, as_json) -> None:
     """Fetch what select, load_model and export need of a revision from the DVC remote: supernets, zoo
-    tables and their BatchNorm statistics, the meta-space (and the prepared datasets)."""
+    tables and their BatchNorm statistics, the meta-space, the zoo's whole networks (and the prepared datasets)."""
     from registry.remote import pull_zoo
 
     out = pull_zoo(rev=rev, remote=remote, data=data)

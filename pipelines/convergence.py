@@ -17,12 +17,13 @@ def main(argv: list[str]) -> None:
     parser.add_argument("data", help="prepared folder of the held-out dataset")
     parser.add_argument("--selection", required=True, help="the select stage's metrics (.json): what it chose")
     parser.add_argument("--supernets", required=True)
+    parser.add_argument("--networks", required=True, help="folder of the zoo's whole networks (stage pretrain)")
     parser.add_argument("--out", required=True, help="test accuracy per epoch (.csv)")
     args = parser.parse_args(argv)
     cfg, finetune = config("select", SelectConfig), config("finetune", FinetuneConfig)
     with open(args.selection) as f:
         chosen = json.load(f)
-    table = convergence(load_prepared(args.data), SubnetStore(args.supernets, cfg.device), chosen["source_supernet"],
+    table = convergence(load_prepared(args.data), SubnetStore(args.supernets, cfg.device, networks=args.networks), chosen["source_supernet"],
                         chosen["arch_json"], replace(finetune, epochs=cfg.convergence_epochs), device=cfg.device,
                         arch_id=chosen["arch_id"], pretrained_size=cfg.pretrained_size)
     with atomic_path(args.out) as tmp:

@@ -2,6 +2,7 @@
 -> `<out>.csv` (every run), `<out>.json` (a DVC metric), `<out>.md` (the README tables) and a plot."""
 
 import argparse
+import tempfile
 from dataclasses import asdict, replace
 from functools import lru_cache
 from pathlib import Path
@@ -12,8 +13,9 @@ from mednns.data import load_prepared
 from mednns.metaspace import DatasetFeatures, FeatureConfig, MetaSpaceConfig, train_metaspace
 from mednns.metaspace.loo import SubnetFeatures
 from mednns.selector import FinetuneConfig, SelectConfig
-from mednns.selector.benchmark import (METHODS, BenchmarkConfig, Target, candidates_without, markdown, plot, run_target,
-                                       summary)
+from mednns.selector.benchmark import (METHODS, BenchmarkConfig, Target, candidates_without, markdown,
+                                       networks_without, plot, run_target, summary)
+from mednns.train.continual import ContinualConfig
 from mednns.utils.errors import MedNNSError
 from mednns.utils.io import atomic_path, write_json
 from mednns.zoo import BNStats, SubnetStore, ZooConfig, bn_stats_path, read_zoo
@@ -26,6 +28,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--zoo", required=True)
     parser.add_argument("--features", required=True)
     parser.add_argument("--supernets", required=True)
+    parser.add_argument("--networks", required=True, help="folder of the zoo's whole networks (stage pretrain)")
     parser.add_argument("--data", required=True, help="folder of the zoo's prepared datasets")
     parser.add_argument("--out", required=True, help="results, without suffix")
     parser.add_argument("--plot", required=True, help="the figure (.png)")
@@ -49,16 +52,23 @@ def main(argv: list[str]) -> None:
     device = selector_cfg.device
     zoo = read_zoo([zoo_dir / f"{d}.parquet" for d in names])
     features = {d: DatasetFeatures.load(Path(args.features) / f"{d}.npz") for d in names}
-    store = SubnetStore(args.supernets, device)
-    subnets = SubnetFeatures(store, lambda d: BNStats.load(bn_stats_path(zoo_dir / f"{d}.parquet")),
+    continual = config("continual", ContinualConfig)
+    subnets = SubnetFeatures(SubnetStore(args.supernets, device),
+                             lambda d: BNStats.load(bn_stats_path(zoo_dir / f"{d}.parquet")),
                              config("zoo", ZooConfig).eval_batch)
+    scratch = tempfile.TemporaryDirectory(prefix="mednns-benchmark-")
 
     def target(ds, exclude):
         @lru_cache(maxsize=None)
         def metaspace(seed):  # trained without the target: it is neither a source nor a target
             return train_metaspace(zoo, features, replace(ms_cfg, seed=seed), feature_cfg, exclude=exclude)[0]
+        # The zoo's whole network without the target: trained again (here, when first asked for) without it.
+        networks = args.networks if not exclude else networks_without(
+            Path(scratch.name) / ds.spec.name, lambda: [load_prepared(Path(args.data) / d) for d in names
+                                                        if d not in exclude], continual)
         return Target(ds, metaspace, candidates_without(zoo, ds.spec.name),
-                      {d: f for d, f in features.items() if d not in exclude})
+                      {d: f for d, f in features.items() if d not in exclude},
+                      SubnetStore(args.supernets, device, networks=networks))
 
     held_out = [Path(h).name for h in args.holdout]
     wanted = set(cfg.targets or [*names, *held_out])
@@ -68,8 +78,9 @@ def main(argv: list[str]) -> None:
                           f"held-out one {held_out} (params.yaml benchmark.targets or --targets)")
     targets = [target(load_prepared(Path(args.data) / d), [d]) for d in names if d in wanted]
     targets += [target(load_prepared(h), []) for h in args.holdout if Path(h).name in wanted]
-    rows = pd.concat([run_target(t, cfg, ft, store, subnets, feature_cfg, device, selector_cfg) for t in targets],
-                     ignore_index=True)
+    with scratch:
+        rows = pd.concat([run_target(t, cfg, ft, subnets, feature_cfg, device, selector_cfg) for t in targets],
+                         ignore_index=True)
     with atomic_path(f"{args.out}.csv") as tmp:
         rows.to_csv(tmp, index=False, float_format="%.5f")
     kept = summary(rows)

@@ -26,7 +26,7 @@ from registry.artifacts import dvc_cache_dir, find_repo
 
 log = logging.getLogger(__name__)
 
-ZOO_TARGETS = ("models/supernets", "zoo", "models/metaspace")   # select and load_model
+ZOO_TARGETS = ("models/supernets", "zoo", "models/metaspace", "models/pretrained")   # select and load_model
 DATA_TARGETS = ("data/prepared",)                               # export's verification images
 
 

@@ -16,11 +16,13 @@ from mednns.metaspace import FeatureConfig, MetaSpaceConfig
 from mednns.metaspace.loo import EvaluateConfig
 from mednns.selector import FinetuneConfig, SelectConfig
 from mednns.selector.benchmark import BenchmarkConfig
+from mednns.train.continual import ContinualConfig
 from mednns.train.supernet import SupernetConfig
 from mednns.zoo import ZooConfig
 from registry.models import RegisterConfig
 
-SECTIONS = {"prepare": PrepareConfig, "supernet": SupernetConfig, "zoo": ZooConfig, "register": RegisterConfig,
+SECTIONS = {"prepare": PrepareConfig, "supernet": SupernetConfig, "continual": ContinualConfig, "zoo": ZooConfig,
+            "register": RegisterConfig,
             "features": FeatureConfig, "metaspace": MetaSpaceConfig, "evaluate": EvaluateConfig,
             "select": SelectConfig, "finetune": FinetuneConfig, "benchmark": BenchmarkConfig}
 
@@ -71,3 +73,14 @@ def test_a_stage_refuses_a_typo_in_params_yaml_before_doing_anything(tmp_path):
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert "prepare: unknown setting(s) sise" in out.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_the_select_command_defaults_are_the_select_section():
+    """`mednns select` repeats SelectConfig's defaults as literals (importing it would import torch before a
+    usage error is reported): the command and the `select` stage must pick the same way."""
+    from mednns.cli import DEFAULT_PRETRAINED, select_cmd
+
+    options = {p.name: p for p in select_cmd.params}
+    cfg = SelectConfig()
+    assert options["pretrained_size"].default == cfg.pretrained_size and options["k"].default == cfg.k
+    assert DEFAULT_PRETRAINED == cfg.pretrained and set(options["pretrained"].type.choices) >= set(cfg.pretrained)

@@ -91,7 +91,7 @@ def test_push_pull_a_versioned_zoo_into_a_fresh_clone_and_load_it_there(s3, mlfl
     assert out["files"] == out["fetched"] == 3 and out["changed"] == 3
     assert out["fetched_bytes"] == sum((b / p).stat().st_size for p in out["outputs"])
     assert out["bytes"] == sum((b / p).stat().st_size for p in out["outputs"])
-    assert out["missing"] == ["models/metaspace", "data/prepared"]  # this toy project has neither
+    assert out["missing"] == ["models/metaspace", "models/pretrained", "data/prepared"]  # this toy project has none
     again = pull_zoo(repo=b)
     assert again["fetched"] == 0 and again["changed"] == 0 and again["files"] == 3
     with torch.no_grad():

@@ -12,8 +12,10 @@ from mednns.metaspace import FeatureConfig, MetaSpaceConfig, train_metaspace
 from mednns.metaspace.features import features_of_images
 from mednns.metaspace.loo import SubnetFeatures
 from mednns.selector import FinetuneConfig, SelectConfig, select
-from mednns.selector.benchmark import (METHODS, BenchmarkConfig, Target, candidates_without, markdown, plot,
-                                       run_target, summary)
+from mednns.selector.benchmark import (METHODS, BenchmarkConfig, Target, candidates_without, markdown,
+                                       networks_without, plot, run_target, summary)
+from mednns.selector.pretrained import ZOO_NETWORK
+from mednns.train.continual import ContinualConfig
 from mednns.train.supernet import SupernetTrainer
 from mednns.zoo import BNStats, SubnetStore, ZooConfig, bn_stats_path, build_zoo
 
@@ -21,7 +23,8 @@ FEATURES = FeatureConfig(sample_images=48, image_size=16)
 MS = MetaSpaceConfig(dim=16, hidden=32, heads=2, steps=20, set_min=8, set_max=24, rows_per_dataset=8, top_models=2,
                      query_images=40)
 FT = FinetuneConfig(epochs=2, batch_size=16, head_images=64, bn_images=64)
-SELECT = SelectConfig(pretrained_size=32)  # the selector's ImageNet candidate, at the baseline's size
+SELECT = SelectConfig(pretrained_size=32)  # the selector's pretrained candidates, at the baselines' size
+CONTINUAL = ContinualConfig(image_size=32, steps=8, batch_size=16, eval_images=16)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -40,14 +43,15 @@ def bench(tmp_path_factory, one_thread):
                                 root / f"{ds.spec.name}.parquet", cfg))
     zoo = pd.concat(tables, ignore_index=True)
     features = {ds.spec.name: features_of_images(ds.images("train"), FEATURES, ds.spec.name) for ds in sets}
-    store = SubnetStore(root)
+    # the zoo's whole network, trained when first asked for (as for a target left out of the zoo)
+    store = SubnetStore(root, networks=networks_without(root / "networks", lambda: sets, CONTINUAL))
     subnets = SubnetFeatures(store, lambda d: BNStats.load(bn_stats_path(root / f"{d}.parquet")), batch=16)
     holdout = tiny_dataset(classes=2, channels=3, name="hh", seed=7)
     target = Target(holdout, lambda seed: train_metaspace(zoo, features, MS, FEATURES, progress=False)[0],
-                    candidates_without(zoo, "hh"), features)
+                    candidates_without(zoo, "hh"), features, store)
     cfg = BenchmarkConfig(seeds=(0,), report_epochs=(1, 2), train_images=(0, 40), max_train_images=0,
                           max_test_images=24, logme_images=40, efficientnet_size=32, methods=METHODS)
-    rows = run_target(target, cfg, FT, store, subnets, FEATURES, selector_cfg=SELECT)
+    rows = run_target(target, cfg, FT, subnets, FEATURES, selector_cfg=SELECT)
     return rows, target, store
 
 
@@ -62,8 +66,18 @@ def test_every_method_picks_fine_tunes_and_reports_every_epoch(bench):
     assert (rows.finetune_seconds > 0).all()
     assert set(rows.regime) == {"full", "40 train images"} and set(rows.seed) == {0}
     assert ((rows.test_acc >= 0) & (rows.test_acc <= 1)).all() and (rows.query_seconds >= 0).all()
-    # a zoo pick never comes from the target itself, and the ImageNet start is pretrained, not random
-    assert set(rows.source.dropna()) <= {"aa", "bb", "cc"}
+    # a pick never comes from the target itself
+    assert set(rows.source.dropna()) <= {"aa", "bb", "cc", "imagenet", "imagenet+zoo"}
+
+
+def test_the_zoo_network_of_a_benchmark_target_never_saw_it(bench, tmp_path):
+    _, _, store = bench
+    assert store.network(ZOO_NETWORK)[1]["sources"] == ["aa", "bb", "cc"]
+    sets = [tiny_dataset(classes=3, name="aa", seed=0), tiny_dataset(classes=2, name="cc", seed=2)]
+    locate = networks_without(tmp_path, lambda: sets, CONTINUAL)  # "bb" left out
+    net, summary = SubnetStore(tmp_path, networks=locate).network(ZOO_NETWORK)
+    assert net.cfg.source == "imagenet+aa+cc" and summary["sources"] == ["aa", "cc"]
+    assert locate(ZOO_NETWORK).is_file() and locate("other") == tmp_path / "other.pt"
 
 
 def test_no_method_ends_predicting_one_class(bench):
@@ -90,7 +104,7 @@ def test_the_tables_and_the_plot(bench, tmp_path):
     s = summary(rows)
     assert set(s.method) == set(METHODS) and (s.regret >= 0).all() and (s.groupby(["regime"]).regret.min() == 0).all()
     text = markdown(rows)
-    assert "| selector (`mednns select`: zoo + ImageNet candidate) |" in text and "full" in text and "40 train images" in text
+    assert "| selector (`mednns select`: zoo subnets + both EfficientNets) |" in text and "full" in text and "40 train images" in text
     plot(rows, tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 1000
 

@@ -78,3 +78,38 @@ def subnet_config(payload: dict, arch) -> "ModelConfig":
 def dataset_info(spec: DatasetSpec) -> dict:
     """What a supernet's subnets carry of the dataset they were trained on (see `ModelConfig`)."""
     return {"source": spec.name, "task": spec.task.value, "class_names": list(spec.label_names)}
+
+
+NETWORK_FORMAT = "mednns.network/1"
+
+
+def save_network(path: str | Path, net: "torch.nn.Module", summary: dict) -> None:
+    """A static network (its `cfg` and weights) and how it was trained, loadable with `weights_only=True`."""
+    payload = {"format": NETWORK_FORMAT, "config": net.cfg.to_dict(), "summary": summary,
+               "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()}}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_network(path: str | Path) -> tuple["torch.nn.Module", dict]:
+    """The network of a `save_network` file (eval mode, CPU) and its summary."""
+    from mednns.nn.config import ModelConfig
+    from mednns.nn.factory import create_model
+
+    path = Path(path)
+    if not path.is_file():
+        raise MedNNSError(f"{path}: network not found; run `dvc repro pretrain` or `dvc pull`")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many types for a damaged or foreign file
+        raise MedNNSError(f"{path}: not a readable MedNNS network ({type(e).__name__}: damaged, or not plain "
+                          "tensors); re-run `dvc repro pretrain` or `dvc checkout` it") from None
+    if not isinstance(payload, dict) or payload.get("format") != NETWORK_FORMAT:
+        raise MedNNSError(f"{path}: not a MedNNS network file (expected format {NETWORK_FORMAT})")
+    try:
+        return create_model(ModelConfig.from_dict(payload["config"]), payload["state_dict"]), payload["summary"]
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise MedNNSError(f"{path}: its weights do not fit the network its config describes "
+                          f"({type(e).__name__}); re-run `dvc repro pretrain` or `dvc checkout` it") from None

@@ -19,7 +19,9 @@ Methods (`METHODS`):
 - random: a seeded random zoo model;
 - selector_arch_scratch: the selector's architecture from random initialisation;
 - resnet18_scratch: MedMNIST v2's ResNet-18 (28) from random initialisation;
-- efficientnet_imagenet: ImageNet-pretrained EfficientNet-Lite0 (upsampled input), head fit like a zoo pick.
+- efficientnet_imagenet: ImageNet-pretrained EfficientNet-Lite0 (upsampled input), head fit like a zoo pick;
+- efficientnet_zoo: the same trained further on the zoo's datasets without the target (continual
+  pre-training, `mednns.train.continual`), head fit like a zoo pick.
 
 Zoo and ImageNet picks start with a closed-form head (and BatchNorm statistics) fit on the target;
 scratch networks start from random weights. A pick's query cost is the seconds from the target's
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -47,7 +50,9 @@ from mednns.metaspace.loo import SubnetFeatures
 from mednns.nn.factory import create_model, dataset_model_config, random_like
 from mednns.selector.export import npz_layout
 from mednns.selector.finetune import FinetuneConfig, fit_head
-from mednns.selector.pretrained import is_pretrained, pretrained_net
+from mednns.nn.checkpoint import save_network
+from mednns.selector.pretrained import ZOO_NETWORK, is_pretrained, pretrained_net
+from mednns.train.continual import ContinualConfig, continual_pretrain
 from mednns.selector.selection import SelectConfig, shortlist
 from mednns.data.spec import Task
 from mednns.train.batches import predict
@@ -59,7 +64,7 @@ from mednns.zoo.store import SubnetStore
 log = logging.getLogger(__name__)
 
 METHODS = ("selector", "selector_zoo", "selector_probe", "metaspace_top1", "logme", "fid_largest", "random",
-           "selector_arch_scratch", "resnet18_scratch", "efficientnet_imagenet")
+           "selector_arch_scratch", "resnet18_scratch", "efficientnet_imagenet", "efficientnet_zoo")
 # MedMNIST v2's published ResNet-18 (28) test accuracy after 100 epochs, for reference beside the table.
 MEDMNIST_RESNET18 = {"bloodmnist": 0.958, "organamnist": 0.935, "pneumoniamnist": 0.854, "breastmnist": 0.863,
                      "retinamnist": 0.524, "pathmnist": 0.907, "dermamnist": 0.735, "octmnist": 0.743,
@@ -79,7 +84,7 @@ class BenchmarkConfig:
     max_val_images: int = 400                  # seeded val subset: the head fits' and kept epoch's judge
     max_test_images: int = 1000                # seeded test subset (MedMNIST metrics on it)
     logme_images: int = 300                    # target train images LogME sees per candidate
-    efficientnet_size: int = 64                # input resolution of the ImageNet baseline
+    efficientnet_size: int = 128               # input resolution of the pretrained EfficientNet baselines
     # selector_probe, an ablation that did not pay (README), runs when asked for (`--methods`)
     methods: tuple[str, ...] = tuple(m for m in METHODS if m != "selector_probe")
     k: int = 5                                 # the selector's candidates (as `select.k`)
@@ -103,6 +108,7 @@ class Target:
     metaspace: Callable[[int], object]      # seed -> meta-space trained without the target
     candidates: pd.DataFrame                # zoo models of the other sources (the meta-space's candidates)
     source_features: dict[str, DatasetFeatures]
+    store: SubnetStore                      # the supernets, and the zoo's whole networks trained without it
 
 
 def _zoo_pick(method: str, row, store: SubnetStore, ds: MedDataset, ft: FinetuneConfig, seconds: float,
@@ -120,7 +126,7 @@ def _shortlist_pick(method: str, kind: str, ds: MedDataset, ms, store: SubnetSto
     t0 = time.time()
     ranked, nets, best = shortlist(ds, ms, store, k=cfg.k, finetune=ft, device=device, **options)
     row = ranked.iloc[best]
-    key = (("efficientnet", int(row.pretrained_size)) if kind == "zoo" and is_pretrained(row.source_dataset, row.arch_id)
+    key = ((row.arch_id, int(row.pretrained_size)) if kind == "zoo" and is_pretrained(row.source_dataset, row.arch_id)
            else (kind, row.source_dataset, row.arch_id))
     return Pick(method, nets[best], key, time.time() - t0,
                 {"source": row.source_dataset, "arch_id": row.arch_id, "params": int(row.params)})
@@ -150,12 +156,12 @@ def fid_nearest_largest(target: Target, feature_cfg: FeatureConfig) -> tuple[pd.
     return c.sort_values(["params", "arch_id"], ascending=[False, True]).iloc[0], time.time() - t0
 
 
-def make_picks(target: Target, seed: int, cfg: BenchmarkConfig, ft: FinetuneConfig, store: SubnetStore,
+def make_picks(target: Target, seed: int, cfg: BenchmarkConfig, ft: FinetuneConfig,
                logme_ranked: tuple[pd.DataFrame, float] | None, fid_pick: tuple[pd.Series, float] | None,
                device="cpu", selector_cfg: SelectConfig = SelectConfig()) -> list[Pick]:
-    """Each method's starting network for `target` at `seed`; the selector's published candidates are
+    """Each method's starting network for `target` at `seed`; the selector's pretrained candidates are
     `selector_cfg`'s (`params.yaml: select`), as `mednns select` has them."""
-    ds, methods, picks = target.ds, set(cfg.methods), []
+    ds, methods, picks, store = target.ds, set(cfg.methods), [], target.store
     published = {"pretrained": selector_cfg.pretrained, "pretrained_size": selector_cfg.pretrained_size}
     torch.manual_seed(seed)
     if methods & {"selector", "selector_zoo", "selector_probe", "metaspace_top1", "selector_arch_scratch"}:
@@ -190,12 +196,12 @@ def make_picks(target: Target, seed: int, cfg: BenchmarkConfig, ft: FinetuneConf
         torch.manual_seed(seed)
         net = create_model(dataset_model_config("resnet18", ds.spec))
         picks.append(Pick("resnet18_scratch", net, ("resnet18",), 0.0, {"params": _params(net)}))
-    if "efficientnet_imagenet" in methods:
-        t0 = time.time()
-        torch.manual_seed(seed)
-        net = fit_head(pretrained_net("efficientnet_lite0", ds.spec, cfg.efficientnet_size), ds, ft, device)
-        picks.append(Pick("efficientnet_imagenet", net, ("efficientnet", cfg.efficientnet_size), time.time() - t0,
-                          {"params": _params(net)}))
+    for method, name in (("efficientnet_imagenet", "efficientnet_lite0"), ("efficientnet_zoo", "efficientnet_lite0_zoo")):
+        if method in methods:
+            t0 = time.time()
+            torch.manual_seed(seed)
+            net = fit_head(pretrained_net(name, ds.spec, cfg.efficientnet_size, store), ds, ft, device)
+            picks.append(Pick(method, net, (name, cfg.efficientnet_size), time.time() - t0, {"params": _params(net)}))
     for p in picks:
         p.info.setdefault("params", _params(p.net))
     return [p for p in picks if p.method in methods]
@@ -246,7 +252,7 @@ def regime_name(train_images: int) -> str:
     return f"{train_images} train images" if train_images else "full"
 
 
-def run_target(target: Target, cfg: BenchmarkConfig, ft: FinetuneConfig, store: SubnetStore,
+def run_target(target: Target, cfg: BenchmarkConfig, ft: FinetuneConfig,
                subnets: SubnetFeatures | None, feature_cfg: FeatureConfig, device="cpu",
                selector_cfg: SelectConfig = SelectConfig()) -> pd.DataFrame:
     """Every (regime, seed, method) row for one target dataset."""
@@ -261,7 +267,7 @@ def run_target(target: Target, cfg: BenchmarkConfig, ft: FinetuneConfig, store: 
         fid_pick = fid_nearest_largest(here, feature_cfg) if "fid_largest" in cfg.methods else None
         for seed in cfg.seeds:
             done: dict[tuple, list[dict]] = {}
-            for pick in make_picks(here, seed, cfg, replace(ft, seed=seed), store, logme_ranked, fid_pick, device,
+            for pick in make_picks(here, seed, cfg, replace(ft, seed=seed), logme_ranked, fid_pick, device,
                                    selector_cfg):
                 if pick.key not in done:
                     done[pick.key] = fine_tune_curve(pick, ds, test, replace(ft, seed=seed), cfg.report_epochs,
@@ -277,13 +283,25 @@ def run_target(target: Target, cfg: BenchmarkConfig, ft: FinetuneConfig, store: 
     return pd.DataFrame(rows)
 
 
-NAMES = {"selector": "selector (`mednns select`: zoo + ImageNet candidate)",
-         "selector_zoo": "selector, zoo candidates only (`--zoo-only`)",
+NAMES = {"selector": "selector (`mednns select`: zoo subnets + both EfficientNets)",
+         "selector_zoo": "selector, zoo subnets only (`--zoo-only`)",
          "selector_probe": "selector, probe epoch before the pick",
          "metaspace_top1": "meta-space first pick",
          "logme": "LogME over every candidate", "fid_largest": "largest subnet of FID-nearest source",
          "random": "random zoo model", "selector_arch_scratch": "selector's arch, random init",
-         "resnet18_scratch": "ResNet-18 from scratch", "efficientnet_imagenet": "EfficientNet-Lite0, ImageNet"}
+         "resnet18_scratch": "ResNet-18 from scratch", "efficientnet_imagenet": "EfficientNet-Lite0, ImageNet",
+         "efficientnet_zoo": "EfficientNet-Lite0, ImageNet, then the zoo's datasets"}
+
+
+def networks_without(folder: str | Path, sources: Callable[[], list[MedDataset]], cfg: ContinualConfig):
+    """A `SubnetStore` networks locator for a target left out of the zoo: the zoo's whole network trained
+    (with `cfg`) on `sources()` alone, the first time it is asked for, into `folder`."""
+    def locate(name: str) -> Path:
+        path = Path(folder) / f"{name}.pt"
+        if name == ZOO_NETWORK and not path.is_file():
+            save_network(path, *continual_pretrain(sources(), cfg))
+        return path
+    return locate
 
 
 def candidates_without(zoo: pd.DataFrame, dataset: str) -> pd.DataFrame:

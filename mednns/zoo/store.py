@@ -23,7 +23,7 @@ from torch import nn
 
 from mednns.data.subsets import seeded_subset
 from mednns.nn.bn import recalibrate_bn
-from mednns.nn.checkpoint import load_supernet
+from mednns.nn.checkpoint import load_network, load_supernet
 from mednns.nn.space import Arch
 from mednns.nn.supernet import StaticNet, Supernet
 from mednns.train.device import resolve_device
@@ -145,19 +145,40 @@ class BNStats:
         return cls(parts[0].source, parts[0].recalibration, stats)
 
 
+def _locator(where: str | Path | Callable[[str], Path] | None) -> Callable[[str], Path] | None:
+    """A folder of `<name>.pt` files, or a function from a name to a path, as a function."""
+    if where is None or callable(where):
+        return where
+    return lambda name, d=Path(where): d / f"{name}.pt"
+
+
 class SubnetStore:
     """Supernet checkpoints by source dataset, each loaded once (the `keep` most recent), and the zoo's
-    subnets sliced out of them.
+    subnets sliced out of them; and the zoo's whole networks (the continually pre-trained one, stage
+    `pretrain`) by name.
 
     `checkpoints` is a folder of `<source>.pt` files or a function from a source name to a checkpoint path
-    (the registry resolves files by content hash).
+    (the registry resolves files by content hash); `networks` likewise for `<name>.pt` network files.
     """
 
     def __init__(self, checkpoints: str | Path | Callable[[str], Path], device: str | torch.device = "cpu",
-                 keep: int = 4):
-        self._locate = checkpoints if callable(checkpoints) else (lambda s, d=Path(checkpoints): d / f"{s}.pt")
+                 keep: int = 4, networks: str | Path | Callable[[str], Path] | None = None):
+        self._locate, self._locate_network = _locator(checkpoints), _locator(networks)
         self.device, self.keep = resolve_device(str(device)), keep
         self._nets: OrderedDict[str, tuple[Supernet, dict]] = OrderedDict()
+        self._networks: dict[str, tuple[nn.Module, dict]] = {}
+
+    def network(self, name: str) -> tuple[nn.Module, dict]:
+        """(a copy of the zoo's network `name`, its training summary); the file is read once."""
+        import copy
+
+        if name not in self._networks:
+            if self._locate_network is None:
+                raise MedNNSError(f"the zoo network {name} needs the folder of the zoo's networks "
+                                  "(models/pretrained, `dvc repro pretrain`); or leave it out (`--zoo-only`)")
+            self._networks[name] = load_network(self._locate_network(name))
+        net, summary = self._networks[name]
+        return copy.deepcopy(net).to(self.device), summary
 
     def checkpoint(self, source: str) -> Path:
         return Path(self._locate(source))

@@ -1,0 +1,42 @@
+"""Stage `pretrain`: the ImageNet EfficientNet-Lite0 trained further on every dataset of the zoo, tracked
+in MLflow -> the network file (`models/pretrained/<name>.pt`) + metrics."""
+
+import argparse
+from dataclasses import asdict
+from pathlib import Path
+
+from mednns.data import load_prepared
+from mednns.nn.checkpoint import save_network
+from mednns.train.continual import ContinualConfig, continual_pretrain
+from mednns.utils.io import write_json
+from pipelines.stage import config, datasets, run
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="pretrain")
+    parser.add_argument("--data", required=True, help="folder of the zoo's prepared datasets")
+    parser.add_argument("--out", required=True, help="the network file (.pt)")
+    parser.add_argument("--metrics", required=True, help="output metrics (.json)")
+    args = parser.parse_args(argv)
+    cfg = config("continual", ContinualConfig)
+    sources = [load_prepared(Path(args.data) / d) for d in datasets()]
+    import mlflow
+
+    from registry.tracking import run_key, tracked_run
+
+    names = [ds.spec.name for ds in sources]
+    with tracked_run("pretrain", run_key("pretrain", *names, settings={"cfg": asdict(cfg),
+                                                                       "data": [ds.spec.to_dict() for ds in sources]}),
+                     {"sources": ",".join(names), **asdict(cfg)}, tags={"stage": "pretrain"}, run_name="pretrain"):
+        net, summary = continual_pretrain(sources, cfg)
+        mlflow.log_metrics({f"val_acc_{d}": s["acc"] for d, s in summary["val"].items()})
+        mlflow.log_metric("train_seconds", summary["seconds"])
+        save_network(args.out, net, summary)
+        mlflow.set_tag("network", args.out)
+    write_json(args.metrics, {"sources": names, "seconds": summary["seconds"],
+                              "images_per_second": summary["images_per_second"],
+                              "val_acc": {d: s["acc"] for d, s in summary["val"].items()}})
+
+
+if __name__ == "__main__":
+    run(main)
