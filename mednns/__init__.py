@@ -32,7 +32,7 @@ _EXPORTS = {
     # networks
     "Arch": "mednns.nn", "SearchSpace": "mednns.nn", "Supernet": "mednns.nn", "StaticNet": "mednns.nn",
     "ModelConfig": "mednns.nn", "create_model": "mednns.nn", "load_supernet": "mednns.nn",
-    "read_checkpoint": "mednns.nn", "subnet_config": "mednns.nn",
+    "read_checkpoint": "mednns.nn", "subnet_config": "mednns.nn", "load_network": "mednns.nn",
     # inference and scores
     "predict": "mednns.train.batches", "evaluate_scores": "mednns.train.metrics",
     # the zoo

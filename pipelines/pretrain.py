@@ -22,6 +22,7 @@ def main(argv: list[str]) -> None:
     sources = [load_prepared(Path(args.data) / d) for d in datasets()]
     import mlflow
 
+    from registry.artifacts import md5_file
     from registry.tracking import run_key, tracked_run
 
     names = [ds.spec.name for ds in sources]
@@ -33,6 +34,8 @@ def main(argv: list[str]) -> None:
         mlflow.log_metric("train_seconds", summary["seconds"])
         save_network(args.out, net, summary)
         mlflow.set_tag("network", args.out)
+        # how the registrar finds this run: the network's registry version points here
+        mlflow.set_tag("network_md5", md5_file(args.out))
     write_json(args.metrics, {"sources": names, "seconds": summary["seconds"],
                               "images_per_second": summary["images_per_second"],
                               "val_acc": {d: s["acc"] for d, s in summary["val"].items()}})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 MAX_CHARS = 5000   # the model registry's description column (MLflow's SQL schema)
 
@@ -196,6 +197,24 @@ def metaspace_card(name: str, version: int | str, tags: dict, config: dict, cand
              "```", "",
              f'As the library object: `from registry import load_model; ms = load_model("{name}/{version}")`, '
              "then `ms.query(images, k=5)`."]
+    return fit("\n".join(lines) + "\n")
+
+
+def network_card(name: str, version: int | str, tags: dict, cfg, summary: dict, run_id: str | None = None) -> str:
+    """A whole network of the zoo (the continually pre-trained EfficientNet-Lite0, stage `pretrain`)."""
+    val = ", ".join(f"{d} {_num(s['acc'])}" for d, s in (summary.get("val") or {}).items())
+    lines = [f"### `{name}` version {version}", "",
+             f"`{cfg.architecture}` with ImageNet weights trained further on the zoo's datasets "
+             f"(**{', '.join(summary.get('sources', []))}**), one head each, {summary.get('steps')} steps at "
+             f"{cfg.image_size} px. `mednns select` tries it beside the zoo's subnets (`--pretrained {Path(tags.get('network', name)).stem}`) "
+             "with a head fit on your data; this entry holds its first source's head.", "",
+             "| | |", "|---|---|",
+             f"| network | `{tags.get('network')}`, md5 `{_short(tags.get('network_md5'))}`, "
+             f"git `{_commit(tags.get('git_commit'))}`" + (f", trained in run `{run_id}`" if run_id else "") + " |",
+             f"| val accuracy through each source's head | {val or '-'} |",
+             f"| input | uint8 images as the npz stores them, converted to {cfg.in_channels} channel(s) at "
+             f"{cfg.image_size} px |", "",
+             *load_lines(f"{name}/{version}")]
     return fit("\n".join(lines) + "\n")
 
 

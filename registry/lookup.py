@@ -211,6 +211,12 @@ def build_from_tags(tags: dict, repo: str | Path | None = None, copies=(), sourc
         import copy
 
         return copy.deepcopy(files.store.supernet(files.checkpoint(tags, where))).eval()
+    if kind == "network":
+        from mednns import load_network
+        from registry.artifacts import resolve_file
+
+        path = resolve_file(tags["network"], tags["network_md5"], repo, copies, where.fetch(tags["network"]))
+        return load_network(path)[0]
     if kind == "metaspace":
         from mednns import MetaSpace
         from registry.artifacts import resolve_dir

@@ -9,7 +9,9 @@ Mapping (the measurements behind it are below)
 * one registered model per dataset, ``mednns.<dataset>``, whose versions are that dataset's successive
   champions (best val_acc of each zoo version), alias ``champion``: the alias moves when a newer zoo
   has another best subnet, and the older versions stay loadable;
-* ``mednns.metaspace`` with alias ``champion`` for the meta-space model.
+* ``mednns.metaspace`` with alias ``champion`` for the meta-space model;
+* ``mednns.<name>`` with alias ``current`` for each of the zoo's whole networks (``models/pretrained/<name>.pt``,
+  the continually pre-trained EfficientNet-Lite0), a version per file.
 
 Why not one registered model per dataset with a version per subnet? A model's page in the UI loads all
 of its versions, and the server caps one page at 10^4 versions, so a dataset model with a version per
@@ -589,6 +591,38 @@ def register_metaspace(path: str | Path = "models/metaspace", uri: str | None = 
                                   card=lambda v: cards.metaspace_card(METASPACE, v.version, tags, config, candidates))
     registrar.reg.call(registrar.reg.client.set_registered_model_alias, METASPACE, CHAMPION, v.version)
     return f"{METASPACE}/{v.version}"
+
+
+def network_name(path: str | Path) -> str:
+    """`models/pretrained/<name>.pt` -> `mednns.<name>`."""
+    return f"{PREFIX}.{_check_dataset(Path(path).stem)}"
+
+
+def register_network(path: str | Path, uri: str | None = None, repo: str | Path | None = None,
+                     report: SyncReport | None = None) -> str:
+    """Register one of the zoo's whole networks (a `save_network` file, DVC-tracked) as `mednns.<name>`, a
+    version per file content, alias current -> it. Loaded by name, it is that file's network."""
+    from mednns import load_network
+
+    registrar = ZooRegistrar(Registry(uri), repo=repo)
+    path = Path(path)
+    net, summary = load_network(path)  # a missing or damaged file is one line here
+    cfg, md5, rel, name = net.cfg, md5_file(path), relpath(path, registrar.repo), network_name(path)
+    loader = Loader(key=f"loader:network:{md5}", pointer={"kind": "network", "network": rel, "network_md5": md5},
+                    files={"network": path}, signature=image_signature(cfg), input_example=example_images(raw_shape(cfg)),
+                    metadata={**image_metadata(cfg), "network_md5": md5}, produced_by=("network_md5", md5),
+                    params={"network": rel, **(summary.get("config") or {})},
+                    metrics={f"val_acc_{d}": s["acc"] for d, s in (summary.get("val") or {}).items()})
+    run_id, source = registrar.loader_source(loader, report)
+    tags = {"kind": "network", "network": rel, "network_md5": md5, "git_commit": registrar.commit,
+            "config": cfg.to_json(), "source": cfg.source, "image_size": str(cfg.image_size),
+            "params": str(sum(p.numel() for p in net.parameters())),
+            **{f"val_acc_{d}": _fmt(s["acc"]) for d, s in (summary.get("val") or {}).items()}}
+    v = registrar._ensure_version(name, f"network:{md5}", source, run_id, tags, {"kind": "network"},
+                                  f"{cfg.architecture} trained on {cfg.source}",
+                                  card=lambda v: cards.network_card(name, v.version, tags, cfg, summary, v.run_id))
+    registrar.reg.call(registrar.reg.client.set_registered_model_alias, name, CURRENT, v.version)
+    return f"{name}/{v.version}"
 
 
 # --------------------------------------------------------------------------------------------------
