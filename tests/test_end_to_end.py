@@ -92,7 +92,8 @@ def test_an_ad_hoc_benchmark_run_refuses_an_unknown_target(project, tmp_path):
 
     root, _ = project
     result = subprocess.run([sys.executable, "-m", "pipelines.selection_benchmark", f"data/holdout/{HOLDOUT}",
-                             "--zoo", "zoo", "--features", "features", "--supernets", "models/supernets", "--data",
+                             "--zoo", "zoo", "--features", "features", "--supernets", "models/supernets",
+                             "--networks", "models/pretrained", "--data",
                              "data/prepared", "--out", str(tmp_path / "b"), "--plot", str(tmp_path / "b.png"),
                              "--targets", f"{HOLDOUT},bloodmnst"], cwd=root, capture_output=True, text=True,
                             timeout=300)

@@ -271,7 +271,7 @@ def test_damaged_candidates_table_and_config_without_a_key(tmp_path, good, selec
     table = tmp_path / "table"
     shutil.copytree(metaspace, table)
     (table / "candidates.parquet").write_bytes((metaspace / "candidates.parquet").read_bytes()[:100])
-    args = ["--supernets", str(supernets), "--k", "2"]
+    args = ["--supernets", str(supernets), "--k", "2", "--pretrained", "efficientnet_lite0"]
     one_line(run_cli("select", str(good), "--metaspace", str(table), *args), "candidates.parquet", "train_metaspace")
     config = tmp_path / "config"
     shutil.copytree(metaspace, config)
@@ -297,7 +297,7 @@ def test_checkpoints_that_are_random_bytes_pickles_or_of_another_search_space(tm
         path.mkdir()
         for source in sources:
             write(path / f"{source}.pt", source)
-        return ["--metaspace", str(metaspace), "--supernets", str(path), "--k", "2"]
+        return ["--metaspace", str(metaspace), "--supernets", str(path), "--k", "2", "--pretrained", "efficientnet_lite0"]
 
     rng = np.random.default_rng(0)
     args = folder("random", lambda p, s: p.write_bytes(rng.integers(0, 256, 3000, dtype=np.uint8).tobytes()))
@@ -323,8 +323,8 @@ def test_checkpoints_that_are_random_bytes_pickles_or_of_another_search_space(tm
     table = pd.read_parquet(broken / "candidates.parquet")
     table["arch_json"] = '{"depths":[1],"kernels":[3,3],"expands":[2]}'
     table.to_parquet(broken / "candidates.parquet", index=False)
-    one_line(invoke_cli("select", str(good), "--metaspace", str(broken), "--supernets", str(supernets), "--k", "2"),
-             "not an arch of the MBConv space")
+    one_line(invoke_cli("select", str(good), "--metaspace", str(broken), "--supernets", str(supernets), "--k", "2",
+                        "--pretrained", "efficientnet_lite0"), "not an arch of the MBConv space")
 
 
 def test_the_missing_metaspace_message_names_the_option_and_the_folder(tmp_path, good):
@@ -406,3 +406,13 @@ def test_expected_failures_are_explained_and_bugs_are_not():
     assert "network error" in explain(requests.ConnectionError("refused"))
     for bug in (ValueError("v"), KeyError("k"), RuntimeError("r"), TypeError("t"), AssertionError()):
         assert explain(bug) is None
+
+
+def test_the_missing_networks_folder_message_names_the_option_and_the_way_out(tmp_path, good, selection_space):
+    """The default candidates include the zoo's own EfficientNet: without its folder, one line says where it
+    was looked for and how to go on (fetch it, or try the ImageNet network alone)."""
+    metaspace, supernets = selection_space
+    line = one_line(invoke_cli("select", str(good), "--metaspace", str(metaspace), "--supernets", str(supernets),
+                               "--networks", str(tmp_path / "nets")), "--networks", "nets", "dvc pull models/pretrained",
+                    "--pretrained efficientnet_lite0")
+    assert "Traceback" not in line
