@@ -14,7 +14,8 @@ from mednns.metaspace import DatasetFeatures, FeatureConfig, MetaSpaceConfig, tr
 from mednns.metaspace.loo import SubnetFeatures
 from mednns.selector import FinetuneConfig, SelectConfig
 from mednns.selector.benchmark import (METHODS, BenchmarkConfig, Target, candidates_without, markdown,
-                                       networks_without, plot, run_target, summary)
+                                       needs_network, networks_without, plot, run_target, summary)
+from mednns.selector.pretrained import ZOO_NETWORK
 from mednns.train.continual import ContinualConfig
 from mednns.utils.errors import MedNNSError
 from mednns.utils.io import atomic_path, write_json
@@ -62,10 +63,13 @@ def main(argv: list[str]) -> None:
         @lru_cache(maxsize=None)
         def metaspace(seed):  # trained without the target: it is neither a source nor a target
             return train_metaspace(zoo, features, replace(ms_cfg, seed=seed), feature_cfg, exclude=exclude)[0]
-        # The zoo's whole network without the target: trained again (here, when first asked for) without it.
+        # The zoo's whole network without the target: trained again without it, here and now (once, as the
+        # `pretrain` stage does for a user: not a cost of any method's query).
         networks = args.networks if not exclude else networks_without(
             Path(scratch.name) / ds.spec.name, lambda: [load_prepared(Path(args.data) / d) for d in names
                                                         if d not in exclude], continual)
+        if exclude and needs_network(cfg, selector_cfg):
+            networks(ZOO_NETWORK)
         return Target(ds, metaspace, candidates_without(zoo, ds.spec.name),
                       {d: f for d, f in features.items() if d not in exclude},
                       SubnetStore(args.supernets, device, networks=networks))

@@ -40,8 +40,12 @@ def _toy_params(params: dict, datasets=tuple(ZOO), holdout: str = HOLDOUT) -> di
     # the default, with the ImageNet candidate).
     params["select"].update(dataset=holdout, k=2, convergence_epochs=1, pretrained=[], pretrained_size=32)
     params["finetune"].update(epochs=1, bn_images=32, head_images=48, recalib_images=32)
-    params["benchmark"].update(targets=[], seeds=[0], report_epochs=[1], train_images=[0], max_train_images=48,
-                               max_val_images=24, max_test_images=32, logme_images=48, efficientnet_size=32, k=2)
+    # The stage's wiring, on one zoo dataset left out (its own zoo network trained without it) and the held-out
+    # one; every method on every kind of target is tests/test_selection_benchmark.py's.
+    params["benchmark"].update(targets=[datasets[0], holdout], seeds=[0], report_epochs=[1], train_images=[0],
+                               max_train_images=48, max_val_images=24, max_test_images=32, logme_images=48,
+                               efficientnet_size=32, k=2,
+                               methods=["selector", "metaspace_top1", "resnet18_scratch", "efficientnet_zoo"])
     return params
 
 

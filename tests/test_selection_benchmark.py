@@ -163,3 +163,13 @@ def test_convergence_starts_from_a_pretrained_pick(bench):
     table = convergence(target.ds, store, "imagenet", "", FinetuneConfig(epochs=1, head_images=64, bn_images=64),
                         arch_id="efficientnet_lite0", pretrained_size=32)
     assert list(table.epoch) == [0, 1] and table.notna().all().all()
+
+
+def test_the_zoo_network_is_trained_for_a_left_out_target_only_when_a_method_needs_it():
+    from mednns.selector.benchmark import needs_network
+
+    imagenet_only = SelectConfig(pretrained=("efficientnet_lite0",))
+    assert needs_network(BenchmarkConfig(methods=("selector",)), SELECT)
+    assert needs_network(BenchmarkConfig(methods=("efficientnet_zoo",)), imagenet_only)
+    assert not needs_network(BenchmarkConfig(methods=("selector", "resnet18_scratch")), imagenet_only)
+    assert not needs_network(BenchmarkConfig(methods=("selector_zoo", "logme", "random")), SELECT)

@@ -293,6 +293,12 @@ NAMES = {"selector": "selector (`mednns select`: zoo subnets + both EfficientNet
          "efficientnet_zoo": "EfficientNet-Lite0, ImageNet, then the zoo's datasets"}
 
 
+def needs_network(cfg: BenchmarkConfig, selector_cfg: SelectConfig) -> bool:
+    """Whether a method of `cfg` starts from, or chooses among, the zoo's whole network."""
+    shortlisting = {"selector", "selector_probe", "selector_arch_scratch"} & set(cfg.methods)
+    return "efficientnet_zoo" in cfg.methods or bool(shortlisting and ZOO_NETWORK in selector_cfg.pretrained)
+
+
 def networks_without(folder: str | Path, sources: Callable[[], list[MedDataset]], cfg: ContinualConfig):
     """A `SubnetStore` networks locator for a target left out of the zoo: the zoo's whole network trained
     (with `cfg`) on `sources()` alone, the first time it is asked for, into `folder`."""
