@@ -25,7 +25,8 @@ def _dvc(root, *args):
 
 def _toy_params(params: dict, datasets=tuple(ZOO), holdout: str = HOLDOUT) -> dict:
     """Toy sizes for every knob that sets how much work a stage does; everything else as given."""
-    params["datasets"] = list(datasets)
+    datasets = list(datasets)  # a tuple of names or a {name: shape} dict
+    params["datasets"] = datasets
     params["supernet"].update(epochs=2, warmup_epochs=1, batch_size=32, lr=0.05, max_train_per_epoch=0,
                               recalib_images=64, eval_batch_size=64, space=TINY_SPACE)
     params["zoo"].update(num_archs=6, transfer_per_dataset=3, recalib_images=32, recalib_batch=16, eval_batch=64,
