@@ -82,3 +82,20 @@ def test_export_refuses_a_name_that_is_not_onnx(tmp_path):
     net = _adapted_subnet(ds)
     with pytest.raises(MedNNSError, match="must end in .onnx"):
         export_onnx(net, ds.spec, tmp_path / "model.pt", ds.images("val"))
+
+
+def test_the_default_pretrained_candidate_at_128_px_exports_and_agrees(tmp_path):
+    """The selector's default pick (ImageNet EfficientNet-Lite0, resized to 128 px inside the graph) exports:
+    float32 noise in a network this deep once exceeded a tolerance made for the zoo's small subnets."""
+    from mednns.selector.pretrained import pretrained_net
+
+    ds = tiny_dataset(classes=3, channels=1)
+    net = fit_head(pretrained_net("efficientnet_lite0", ds.spec, 128), ds, FinetuneConfig(head_images=96)).eval()
+    path = tmp_path / "model.onnx"
+    report = export_onnx(net, ds.spec, path, ds.images("val"))
+    assert report.argmax_agree == 1.0 and path.is_file()
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert meta["mednns.cfg.image_size"] == "128"
+    raw = npz_layout(ds.images("test"))
+    assert (onnx_predict(path, raw).argmax(1) == ds.labels("test")[:, 0]).mean() == pytest.approx(
+        score_split(net, ds, "test")["acc"])
