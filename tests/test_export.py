@@ -14,6 +14,7 @@ from mednns.utils.errors import MedNNSError
 from mednns.selector.export import RawImageModel, export_onnx, npz_layout, onnx_predict, verify_onnx
 from mednns.nn.config import ModelConfig
 from mednns.selector.finetune import FinetuneConfig, fit_head
+from mednns.selector.pretrained import pretrained_net
 from mednns.train.loop import score_split
 from mednns.nn.space import SearchSpace
 from mednns.nn.supernet import Supernet
@@ -87,8 +88,6 @@ def test_export_refuses_a_name_that_is_not_onnx(tmp_path):
 def test_the_default_pretrained_candidate_at_128_px_exports_and_agrees(tmp_path):
     """The selector's default pick (ImageNet EfficientNet-Lite0, resized to 128 px inside the graph) exports:
     float32 noise in a network this deep once exceeded a tolerance made for the zoo's small subnets."""
-    from mednns.selector.pretrained import pretrained_net
-
     ds = tiny_dataset(classes=3, channels=1)
     net = fit_head(pretrained_net("efficientnet_lite0", ds.spec, 128), ds, FinetuneConfig(head_images=96)).eval()
     path = tmp_path / "model.onnx"
