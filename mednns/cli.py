@@ -290,11 +290,12 @@ def select_cmd(dataset, k, max_params, max_macs, max_latency_ms, finetune_epochs
     sel = select(ds, ms, SubnetStore(supernets, device, networks=networks), k=k, budget=budget,
                  finetune=finetune, probe_epochs=probe_epochs, pretrained=pretrained, pretrained_size=pretrained_size,
                  device=device)
-    table = Table("rank", "source", "arch_id", "predicted", "probe val acc", "params", "MACs", "ms",
+    table = Table("rank", "source", "arch_id", "predicted", "val loss", "val acc", "params", "MACs", "ms",
                   title=f"{ds.spec.name}: candidates (chosen in bold)")
     for i, row in enumerate(sel.candidates.itertuples()):
         table.add_row(str(i + 1), row.source_dataset, row.arch_id, _figure(row.predicted_score, "{:.3f}"),
-                      f"{row.probe_val_acc:.4f}", f"{int(row.params):,}", _figure(row.macs, "{:,.0f}"),
+                      f"{row.probe_val_loss:.4f}", f"{row.probe_val_acc:.4f}", f"{int(row.params):,}",
+                      _figure(row.macs, "{:,.0f}"),
                       _figure(row.latency_ms, "{:.2f}"), style="bold" if row.arch_id == sel.chosen.arch_id
                       and row.source_dataset == sel.chosen.source_dataset else None)
     console.print(table)

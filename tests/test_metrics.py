@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mednns.data import Task
-from mednns.train.metrics import accuracy, auc
+from mednns.train.metrics import accuracy, auc, log_loss
 
 
 def test_binary_uses_the_positive_column_and_a_half_threshold():
@@ -52,3 +52,29 @@ def test_auc_equals_sklearn_with_ties_and_absent_classes():
     assert auc(labels, score[:, :3], Task.MULTI_LABEL) == pytest.approx(expected, abs=1e-12)
     assert auc(y.clip(0, 1), score[:, :2], Task.BINARY) == pytest.approx(
         roc_auc_score(y.clip(0, 1)[:, 0], score[:, 1]), abs=1e-12)
+
+
+def test_log_loss_is_the_mean_negative_log_probability_of_the_true_label():
+    # softmax of (log .8, log .2) is (.8, .2): the true labels get .8 and .2
+    logits = np.log(np.array([[.8, .2], [.8, .2]]))
+    y = np.array([[0], [1]])
+    assert log_loss(y, logits, Task.BINARY) == pytest.approx(-(np.log(.8) + np.log(.2)) / 2)
+    assert log_loss(y, logits, Task.MULTI_CLASS) == pytest.approx(-(np.log(.8) + np.log(.2)) / 2)
+    # sigmoid(0) = .5 for every label; sigmoid(log 3) = .75
+    labels = np.array([[1, 0], [0, 1]])
+    ml = np.array([[np.log(3), 0.], [0., np.log(3)]])
+    assert log_loss(labels, ml, Task.MULTI_LABEL) == pytest.approx(-(np.log(.75) + np.log(.5)) / 2)
+
+
+def test_log_loss_ranks_a_majority_guesser_below_an_informative_model_of_equal_accuracy():
+    """What the selector relies on: on accuracy a head that always answers the majority class ties one that
+    separates the classes; on log loss it does not."""
+    y = np.array([[1]] * 7 + [[0]] * 3)
+    majority = np.log([[.2, .8]] * 10)
+    # positives: 5 right at .6, 2 wrong at .45; negatives: 2 right at .9, 1 wrong at .45
+    informative = np.log([[.4, .6]] * 5 + [[.55, .45]] * 2 + [[.9, .1]] * 2 + [[.45, .55]])
+    assert accuracy(y, np.exp(informative), Task.BINARY) == accuracy(y, np.exp(majority), Task.BINARY) == 0.7
+    assert log_loss(y, majority, Task.BINARY) == pytest.approx(-(7 * np.log(.8) + 3 * np.log(.2)) / 10)
+    assert log_loss(y, informative, Task.BINARY) == pytest.approx(
+        -(5 * np.log(.6) + 3 * np.log(.45) + 2 * np.log(.9)) / 10)
+    assert log_loss(y, informative, Task.BINARY) < log_loss(y, majority, Task.BINARY)

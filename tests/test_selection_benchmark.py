@@ -99,6 +99,21 @@ def test_the_selectors_pick_is_what_mednns_select_picks(bench, method, pretraine
     assert method == "selector" or sel.chosen.source_dataset in {"aa", "bb", "cc"}
 
 
+def test_the_val_loss_ablation_picks_the_candidate_with_the_lowest_val_loss(bench):
+    from mednns.selector.selection import shortlist
+    from mednns.utils.errors import MedNNSError
+
+    rows, target, store = bench
+    ft = FinetuneConfig(epochs=0, head_images=64, bn_images=64)
+    ranked, _, best = shortlist(target.ds, target.metaspace(0), store, k=5, finetune=ft, pretrained=SELECT.pretrained,
+                                pretrained_size=SELECT.pretrained_size, pick_by="val_loss")
+    assert ranked.probe_val_loss[best] == ranked.probe_val_loss.min() and (ranked.probe_val_loss > 0).all()
+    full = rows[(rows.regime == "full") & (rows.method == "selector_val_loss")].iloc[0]
+    assert (full.source, full.arch_id) == (ranked.source_dataset[best], ranked.arch_id[best])
+    with pytest.raises(MedNNSError, match="unknown pick_by 'loss'"):
+        shortlist(target.ds, target.metaspace(0), store, finetune=ft, pick_by="loss")
+
+
 def test_the_tables_and_the_plot(bench, tmp_path):
     rows, _, _ = bench
     s = summary(rows)

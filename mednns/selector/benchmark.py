@@ -13,6 +13,8 @@ Methods (`METHODS`):
 - selector_zoo: the selector with the zoo's candidates alone (`mednns select --zoo-only`), an ablation;
 - selector_probe: the same as selector with `probe_epochs` of training per candidate before the pick
   (`mednns select --probe-epochs N`), an ablation of how the shortlist is judged;
+- selector_val_loss: the same as selector, the candidate with the lowest val log loss picked instead of
+  the highest val accuracy, another;
 - metaspace_top1: the meta-space's first pick alone;
 - logme: LogME (You et al. 2021) of every candidate's frozen features on target train images, its best;
 - fid_largest: the largest subnet of the source whose features are nearest (Fréchet distance);
@@ -63,7 +65,7 @@ from mednns.zoo.store import SubnetStore
 
 log = logging.getLogger(__name__)
 
-METHODS = ("selector", "selector_zoo", "selector_probe", "metaspace_top1", "logme", "fid_largest", "random",
+METHODS = ("selector", "selector_zoo", "selector_probe", "selector_val_loss", "metaspace_top1", "logme", "fid_largest", "random",
            "selector_arch_scratch", "resnet18_scratch", "efficientnet_imagenet", "efficientnet_zoo")
 # MedMNIST v2's published ResNet-18 (28) test accuracy after 100 epochs, for reference beside the table.
 MEDMNIST_RESNET18 = {"bloodmnist": 0.958, "organamnist": 0.935, "pneumoniamnist": 0.854, "breastmnist": 0.863,
@@ -74,7 +76,7 @@ MEDMNIST_RESNET18 = {"bloodmnist": 0.958, "organamnist": 0.935, "pneumoniamnist"
 @dataclass(frozen=True)
 class BenchmarkConfig:
     """`params.yaml: benchmark` (the fine-tuning recipe itself is `finetune`). The defaults are the demo
-    scale, 80 minutes on a 2-core CPU; params-full.yaml holds the full protocol."""
+    scale, about 100 minutes on a 2-core CPU; params-full.yaml holds the full protocol."""
 
     targets: tuple[str, ...] = ("breastmnist", "bloodmnist")  # target datasets (empty: every zoo and held-out one)
     seeds: tuple[int, ...] = (0, 1, 2)         # each seeds the meta-space, the random pick and the fine-tuning
@@ -85,8 +87,8 @@ class BenchmarkConfig:
     max_test_images: int = 1000                # seeded test subset (MedMNIST metrics on it)
     logme_images: int = 300                    # target train images LogME sees per candidate
     efficientnet_size: int = 128               # input resolution of the pretrained EfficientNet baselines
-    # selector_probe, an ablation that did not pay (README), runs when asked for (`--methods`)
-    methods: tuple[str, ...] = tuple(m for m in METHODS if m != "selector_probe")
+    # Ablations that did not pay (README) run when asked for (`--methods`).
+    methods: tuple[str, ...] = tuple(m for m in METHODS if m not in ("selector_probe", "selector_val_loss"))
     k: int = 5                                 # the selector's candidates (as `select.k`)
     probe_epochs: int = 1                      # selector_probe: epochs per candidate before the pick
 
@@ -164,7 +166,8 @@ def make_picks(target: Target, seed: int, cfg: BenchmarkConfig, ft: FinetuneConf
     ds, methods, picks, store = target.ds, set(cfg.methods), [], target.store
     published = {"pretrained": selector_cfg.pretrained, "pretrained_size": selector_cfg.pretrained_size}
     torch.manual_seed(seed)
-    if methods & {"selector", "selector_zoo", "selector_probe", "metaspace_top1", "selector_arch_scratch"}:
+    if methods & {"selector", "selector_zoo", "selector_probe", "selector_val_loss", "metaspace_top1",
+                  "selector_arch_scratch"}:
         ms = target.metaspace(seed)
         # A pick of the zoo or of the ImageNet network the other methods start from: one run each.
         selector = _shortlist_pick("selector", "zoo", ds, ms, store, cfg, ft, device, **published)
@@ -179,6 +182,9 @@ def make_picks(target: Target, seed: int, cfg: BenchmarkConfig, ft: FinetuneConf
         if "selector_probe" in methods:
             picks.append(_shortlist_pick("selector_probe", "probed", ds, ms, store, cfg, ft, device,
                                          probe_epochs=cfg.probe_epochs, **published))
+        if "selector_val_loss" in methods:
+            picks.append(_shortlist_pick("selector_val_loss", "zoo", ds, ms, store, cfg, ft, device,
+                                         pick_by="val_loss", **published))
         if "selector_arch_scratch" in methods:
             scratch = random_like(selector.net, seed)
             picks.append(Pick("selector_arch_scratch", scratch, ("scratch", row["source"], row["arch_id"]), 0.0,
@@ -286,6 +292,7 @@ def run_target(target: Target, cfg: BenchmarkConfig, ft: FinetuneConfig,
 NAMES = {"selector": "selector (`mednns select`: zoo subnets + both EfficientNets)",
          "selector_zoo": "selector, zoo subnets only (`--zoo-only`)",
          "selector_probe": "selector, probe epoch before the pick",
+         "selector_val_loss": "selector, lowest val loss picked",
          "metaspace_top1": "meta-space first pick",
          "logme": "LogME over every candidate", "fid_largest": "largest subnet of FID-nearest source",
          "random": "random zoo model", "selector_arch_scratch": "selector's arch, random init",
@@ -295,7 +302,7 @@ NAMES = {"selector": "selector (`mednns select`: zoo subnets + both EfficientNet
 
 def needs_network(cfg: BenchmarkConfig, selector_cfg: SelectConfig) -> bool:
     """Whether a method of `cfg` starts from, or chooses among, the zoo's whole network."""
-    shortlisting = {"selector", "selector_probe", "selector_arch_scratch"} & set(cfg.methods)
+    shortlisting = {"selector", "selector_probe", "selector_val_loss", "selector_arch_scratch"} & set(cfg.methods)
     return "efficientnet_zoo" in cfg.methods or bool(shortlisting and ZOO_NETWORK in selector_cfg.pretrained)
 
 

@@ -52,6 +52,17 @@ def column_auc(positive: np.ndarray, score: np.ndarray) -> np.ndarray:
     return np.where((n_pos > 0) & (n_neg > 0), out, np.nan)
 
 
+def log_loss(y_true: np.ndarray, logits: torch.Tensor | np.ndarray, task: Task) -> float:
+    """Mean cross-entropy of the labels under the probabilities `scores_from_logits` gives (binary cross-entropy
+    per label for multi-label): a proper scoring rule, so it rewards confident right answers and punishes
+    confident wrong ones, where accuracy on a small split moves in steps of one image."""
+    logits = torch.as_tensor(logits).float()
+    y_true = torch.as_tensor(np.asarray(y_true))
+    if task is Task.MULTI_LABEL:
+        return float(torch.nn.functional.binary_cross_entropy_with_logits(logits, y_true.float()))
+    return float(torch.nn.functional.cross_entropy(logits, y_true[:, 0].long()))
+
+
 def evaluate_scores(y_true: np.ndarray, logits: torch.Tensor | np.ndarray, task: Task) -> dict[str, float]:
     y_score = scores_from_logits(logits, task)
     return {"acc": accuracy(y_true, y_score, task), "auc": auc(y_true, y_score, task)}
