@@ -65,8 +65,10 @@ from mednns.zoo.store import SubnetStore
 
 log = logging.getLogger(__name__)
 
-METHODS = ("selector", "selector_zoo", "selector_probe", "selector_val_loss", "metaspace_top1", "logme", "fid_largest", "random",
-           "selector_arch_scratch", "resnet18_scratch", "efficientnet_imagenet", "efficientnet_zoo")
+METHODS = ("selector", "selector_zoo", "selector_probe", "selector_val_loss", "metaspace_top1", "logme", "fid_largest",
+           "random", "selector_arch_scratch", "resnet18_scratch", "efficientnet_imagenet", "efficientnet_zoo")
+# Methods whose pick comes from the selector's shortlist with its pretrained networks among the candidates.
+SHORTLISTING = {"selector", "selector_probe", "selector_val_loss", "selector_arch_scratch"}
 # MedMNIST v2's published ResNet-18 (28) test accuracy after 100 epochs, for reference beside the table.
 MEDMNIST_RESNET18 = {"bloodmnist": 0.958, "organamnist": 0.935, "pneumoniamnist": 0.854, "breastmnist": 0.863,
                      "retinamnist": 0.524, "pathmnist": 0.907, "dermamnist": 0.735, "octmnist": 0.743,
@@ -166,8 +168,7 @@ def make_picks(target: Target, seed: int, cfg: BenchmarkConfig, ft: FinetuneConf
     ds, methods, picks, store = target.ds, set(cfg.methods), [], target.store
     published = {"pretrained": selector_cfg.pretrained, "pretrained_size": selector_cfg.pretrained_size}
     torch.manual_seed(seed)
-    if methods & {"selector", "selector_zoo", "selector_probe", "selector_val_loss", "metaspace_top1",
-                  "selector_arch_scratch"}:
+    if methods & (SHORTLISTING | {"selector_zoo", "metaspace_top1"}):
         ms = target.metaspace(seed)
         # A pick of the zoo or of the ImageNet network the other methods start from: one run each.
         selector = _shortlist_pick("selector", "zoo", ds, ms, store, cfg, ft, device, **published)
@@ -302,7 +303,7 @@ NAMES = {"selector": "selector (`mednns select`: zoo subnets + both EfficientNet
 
 def needs_network(cfg: BenchmarkConfig, selector_cfg: SelectConfig) -> bool:
     """Whether a method of `cfg` starts from, or chooses among, the zoo's whole network."""
-    shortlisting = {"selector", "selector_probe", "selector_val_loss", "selector_arch_scratch"} & set(cfg.methods)
+    shortlisting = SHORTLISTING & set(cfg.methods)
     return "efficientnet_zoo" in cfg.methods or bool(shortlisting and ZOO_NETWORK in selector_cfg.pretrained)
 
 

@@ -22,9 +22,7 @@ from mednns.selector.export import npz_layout
 from mednns.selector.finetune import FinetuneConfig, fit_head
 from mednns.selector.pretrained import check_pretrained, pretrained_rows, start_network
 from mednns.train.device import resolve_device
-from mednns.train.batches import predict
-from mednns.train.loop import eval_batch, input_kwargs, score_split, train
-from mednns.train.metrics import evaluate_scores, log_loss
+from mednns.train.loop import score_split, train
 from mednns.utils.errors import MedNNSError
 from mednns.zoo.store import SubnetStore
 
@@ -103,7 +101,7 @@ def shortlist(ds: MedDataset, metaspace, store: SubnetStore, *, k: int = 5, budg
         net = fit_head(start, ds, finetune, device)
         if probe_epochs:
             train(net, ds, probe_cfg, device, desc=f"probe {row.arch_id}")
-        score = _val_scores(net, ds, device)
+        score = score_split(net, ds, "val", device, loss=True)
         log.info("candidate %s from %s: predicted %.3f, val loss %.4f, acc %.4f after head fit%s", row.arch_id,
                  row.source_dataset, row.predicted_score, score["loss"], score["acc"],
                  f" + {probe_epochs} epoch(s)" if probe_epochs else "")
@@ -114,17 +112,9 @@ def shortlist(ds: MedDataset, metaspace, store: SubnetStore, *, k: int = 5, budg
     ranked["probe_val_loss"] = [s["loss"] for s in tried]
     # Ties (common on small val splits) go to the meta-space's ranking, then to the zoo. Val loss instead of
     # accuracy was measured and not kept (README, selection benchmark: `selector_val_loss`).
-    key = "probe_val_loss" if pick_by == "val_loss" else "probe_val_acc"
-    order = ranked.assign(_key=ranked[key] * (1 if pick_by == "val_loss" else -1), _neg=-ranked.predicted_score)
-    best = int(order.sort_values(["_key", "_neg"], kind="stable", na_position="last").index[0])
+    best = int(ranked.sort_values([f"probe_{pick_by}", "predicted_score"], ascending=[pick_by == "val_loss", False],
+                                  kind="stable", na_position="last").index[0])
     return ranked, nets, best
-
-
-def _val_scores(net: nn.Module, ds: MedDataset, device) -> dict[str, float]:
-    """Accuracy, AUC and log loss on val, from one pass."""
-    logits = predict(net, ds.images("val"), eval_batch(device), **input_kwargs(net, device))
-    return {**evaluate_scores(ds.labels("val"), logits, ds.spec.task),
-            "loss": log_loss(ds.labels("val"), logits, ds.spec.task)}
 
 
 def _within(rows: pd.DataFrame, budget: dict):

@@ -21,7 +21,7 @@ from mednns.nn.bn import fold_bn, recalibrate_bn
 from mednns.train.augment import random_shift
 from mednns.train.batches import iterate, predict
 from mednns.train.losses import task_loss
-from mednns.train.metrics import evaluate_scores
+from mednns.train.metrics import evaluate_scores, log_loss
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +63,11 @@ def features(net: nn.Module, images: np.ndarray, device="cpu") -> np.ndarray:
                       for x, _ in iterate(images, None, eval_batch(device), **input_kwargs(net, device))]).numpy()
 
 
-def score_split(net: nn.Module, ds: MedDataset, split: str, device="cpu") -> dict[str, float]:
-    """MedMNIST accuracy and AUC of `net` on one split of `ds`."""
+def score_split(net: nn.Module, ds: MedDataset, split: str, device="cpu", loss: bool = False) -> dict[str, float]:
+    """MedMNIST accuracy and AUC of `net` on one split of `ds` (and its log loss with `loss`)."""
     logits = predict(net, ds.images(split), eval_batch(device), **input_kwargs(net, device))
-    return evaluate_scores(ds.labels(split), logits, ds.spec.task)
+    scores = evaluate_scores(ds.labels(split), logits, ds.spec.task)
+    return {**scores, "loss": log_loss(ds.labels(split), logits, ds.spec.task)} if loss else scores
 
 
 def precise_bn(net: nn.Module, ds: MedDataset, cfg: TrainConfig, device) -> None:
