@@ -3,11 +3,13 @@
 
 import argparse
 import tempfile
+from collections import defaultdict
 from dataclasses import asdict, replace
 from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from mednns.data import load_prepared
 from mednns.metaspace import DatasetFeatures, FeatureConfig, MetaSpaceConfig, train_metaspace
@@ -17,10 +19,27 @@ from mednns.selector.benchmark import (METHODS, BenchmarkConfig, Target, candida
                                        needs_network, networks_without, plot, run_target, summary)
 from mednns.selector.pretrained import ZOO_NETWORK
 from mednns.train.continual import ContinualConfig
+from mednns.utils.config import from_section
 from mednns.utils.errors import MedNNSError
 from mednns.utils.io import atomic_path, write_json
 from mednns.zoo import BNStats, SubnetStore, ZooConfig, bn_stats_path, read_zoo
-from pipelines.stage import config, datasets, run
+from pipelines.stage import datasets, params, run
+
+SECTIONS = ("benchmark", "finetune", "select", "metaspace", "features", "continual", "zoo")
+
+
+def overrides(settings: list[str]) -> dict[str, dict]:
+    """`--set section.key=value` (value as YAML) -> {section: {key: value}}: an ablation without editing
+    params.yaml."""
+    out: dict[str, dict] = defaultdict(dict)
+    for item in settings:
+        name, sep, value = item.partition("=")
+        section, dot, key = name.partition(".")
+        if not (sep and dot and key) or section not in SECTIONS:
+            raise MedNNSError(f"--set {item!r}: expected SECTION.KEY=VALUE with SECTION one of {', '.join(SECTIONS)} "
+                              "(e.g. --set finetune.backbone_lr_scale=0.3)")
+        out[section][key] = yaml.safe_load(value)
+    return out
 
 
 def main(argv: list[str]) -> None:
@@ -37,8 +56,16 @@ def main(argv: list[str]) -> None:
                                           "(an ad-hoc run outside DVC, with its own --out)")
     parser.add_argument("--targets", help="comma-separated target datasets instead of benchmark.targets "
                                           "(an ad-hoc run outside DVC, with its own --out)")
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="a params.yaml setting changed for this run, repeatable (an ablation outside DVC, "
+                             "with its own --out); recorded in <out>.json")
     args = parser.parse_args(argv)
     names, zoo_dir = datasets(), Path(args.zoo)
+    changed = overrides(args.settings)
+
+    def config(section, cls):
+        return from_section(cls, {**params(section), **changed.get(section, {})}, section)
+
     cfg, ft = config("benchmark", BenchmarkConfig), config("finetune", FinetuneConfig)
     if args.methods:
         cfg = replace(cfg, methods=tuple(m.strip() for m in args.methods.split(",")))
@@ -89,7 +116,7 @@ def main(argv: list[str]) -> None:
         rows.to_csv(tmp, index=False, float_format="%.5f")
     kept = summary(rows)
     write_json(f"{args.out}.json", {
-        "settings": {"benchmark": asdict(cfg), "finetune": asdict(ft)},
+        "settings": {"benchmark": asdict(cfg), "finetune": asdict(ft), **({"changed": changed} if changed else {})},
         "mean": {regime: {m: {"test_acc": round(float(g.test_acc.mean()), 4),
                               "test_acc_seed_std": round(float(g.test_acc_std.mean()), 4),
                               "test_auc": round(float(g.test_auc.mean()), 4),

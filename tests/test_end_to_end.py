@@ -107,6 +107,33 @@ def test_an_ad_hoc_benchmark_run_refuses_an_unknown_target(project, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_an_ad_hoc_benchmark_run_changes_a_setting_without_editing_params_yaml(project, tmp_path):
+    """`--set finetune.backbone_lr_scale=0.3` is the recipe that run used and says so in its results; a
+    setting that does not exist is one line naming it, before any work."""
+    import sys
+
+    root, _ = project
+    params_before = (root / "params.yaml").read_text()
+    command = [sys.executable, "-m", "pipelines.selection_benchmark", f"data/holdout/{HOLDOUT}", "--zoo", "zoo",
+               "--features", "features", "--supernets", "models/supernets", "--networks", "models/pretrained",
+               "--data", "data/prepared", "--targets", HOLDOUT, "--methods", "resnet18_scratch"]
+    bad = subprocess.run([*command, "--out", str(tmp_path / "bad"), "--plot", str(tmp_path / "bad.png"),
+                          "--set", "finetune.backbone_lr=0.3"], cwd=root, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr, bad.stderr[-2000:]
+    assert "backbone_lr" in bad.stderr.strip().splitlines()[-1]
+    assert not list(tmp_path.iterdir())
+    good = subprocess.run([*command, "--out", str(tmp_path / "b"), "--plot", str(tmp_path / "b.png"),
+                           "--set", "finetune.backbone_lr_scale=0.3", "--set", "benchmark.seeds=[1]"], cwd=root,
+                          capture_output=True, text=True, timeout=600)
+    assert good.returncode == 0, good.stderr[-2000:]
+    settings = json.loads((tmp_path / "b.json").read_text())["settings"]
+    assert settings["finetune"]["backbone_lr_scale"] == 0.3 and settings["benchmark"]["seeds"] == [1]
+    assert settings["changed"] == {"finetune": {"backbone_lr_scale": 0.3}, "benchmark": {"seeds": [1]}}
+    rows = pd.read_csv(tmp_path / "b.csv")
+    assert set(rows.method) == {"resnet18_scratch"} and set(rows.seed) == {1}
+    assert (root / "params.yaml").read_text() == params_before
+
+
 def test_every_stage_writes_its_artefacts(project):
     root, _ = project
     for name in ZOO:

@@ -141,7 +141,7 @@ def _names(node) -> list[str]:
 
 def test_mednns_imports_neither_registry_nor_pipelines_outside_its_cli():
     for path in (REPO / "mednns").rglob("*.py"):
-        if path.name == "cli.py" and path.parent.name == "mednns":
+        if path.parent == REPO / "mednns" / "cli":  # the command-line shell may reach the registry
             continue
         for node in _imports(path):
             for name in _names(node):

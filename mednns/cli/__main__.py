@@ -1,0 +1,3 @@
+from mednns.cli import main
+
+main()
