@@ -29,7 +29,6 @@ def _check_imports() -> None:
 
 def load(data: Path, size: int):
     """PneumoniaMNIST at `size` px: its own file when the folder has it, else the 28 px images resized."""
-    import numpy as np
     import torch
     import torch.nn.functional as F
 

@@ -30,9 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import torch
 
 from benchmarks.common import print_table
 

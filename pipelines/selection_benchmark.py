@@ -3,13 +3,11 @@
 
 import argparse
 import tempfile
-from collections import defaultdict
 from dataclasses import asdict, replace
 from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from mednns.data import load_prepared
 from mednns.metaspace import DatasetFeatures, FeatureConfig, MetaSpaceConfig, train_metaspace
@@ -19,27 +17,12 @@ from mednns.selector.benchmark import (METHODS, BenchmarkConfig, Target, candida
                                        needs_network, networks_without, plot, run_target, summary)
 from mednns.selector.pretrained import ZOO_NETWORK
 from mednns.train.continual import ContinualConfig
-from mednns.utils.config import from_section
 from mednns.utils.errors import MedNNSError
 from mednns.utils.io import atomic_path, write_json
 from mednns.zoo import BNStats, SubnetStore, ZooConfig, bn_stats_path, read_zoo
-from pipelines.stage import datasets, params, run
+from pipelines.stage import changed_settings, config, datasets, run
 
 SECTIONS = ("benchmark", "finetune", "select", "metaspace", "features", "continual", "zoo")
-
-
-def overrides(settings: list[str]) -> dict[str, dict]:
-    """`--set section.key=value` (value as YAML) -> {section: {key: value}}: an ablation without editing
-    params.yaml."""
-    out: dict[str, dict] = defaultdict(dict)
-    for item in settings:
-        name, sep, value = item.partition("=")
-        section, dot, key = name.partition(".")
-        if not (sep and dot and key) or section not in SECTIONS:
-            raise MedNNSError(f"--set {item!r}: expected SECTION.KEY=VALUE with SECTION one of {', '.join(SECTIONS)} "
-                              "(e.g. --set finetune.backbone_lr_scale=0.3)")
-        out[section][key] = yaml.safe_load(value)
-    return out
 
 
 def main(argv: list[str]) -> None:
@@ -61,12 +44,8 @@ def main(argv: list[str]) -> None:
                              "with its own --out); recorded in <out>.json")
     args = parser.parse_args(argv)
     names, zoo_dir = datasets(), Path(args.zoo)
-    changed = overrides(args.settings)
-
-    def config(section, cls):
-        return from_section(cls, {**params(section), **changed.get(section, {})}, section)
-
-    cfg, ft = config("benchmark", BenchmarkConfig), config("finetune", FinetuneConfig)
+    changed = changed_settings(args.settings, SECTIONS)
+    cfg, ft = config("benchmark", BenchmarkConfig, changed), config("finetune", FinetuneConfig, changed)
     if args.methods:
         cfg = replace(cfg, methods=tuple(m.strip() for m in args.methods.split(",")))
     if args.targets:
@@ -75,15 +54,15 @@ def main(argv: list[str]) -> None:
     if unknown:
         raise MedNNSError(f"benchmark methods: unknown {', '.join(unknown)}; known: {', '.join(METHODS)} "
                           "(params.yaml benchmark.methods or --methods)")
-    ms_cfg, feature_cfg = config("metaspace", MetaSpaceConfig), config("features", FeatureConfig)
-    selector_cfg = config("select", SelectConfig)
+    ms_cfg, feature_cfg = config("metaspace", MetaSpaceConfig, changed), config("features", FeatureConfig, changed)
+    selector_cfg = config("select", SelectConfig, changed)
     device = selector_cfg.device
     zoo = read_zoo([zoo_dir / f"{d}.parquet" for d in names])
     features = {d: DatasetFeatures.load(Path(args.features) / f"{d}.npz") for d in names}
-    continual = config("continual", ContinualConfig)
+    continual = config("continual", ContinualConfig, changed)
     subnets = SubnetFeatures(SubnetStore(args.supernets, device),
                              lambda d: BNStats.load(bn_stats_path(zoo_dir / f"{d}.parquet")),
-                             config("zoo", ZooConfig).eval_batch)
+                             config("zoo", ZooConfig, changed).eval_batch)
     scratch = tempfile.TemporaryDirectory(prefix="mednns-benchmark-")
 
     def target(ds, exclude):

@@ -31,9 +31,27 @@ def params(section: str | None = None):
     return all_params if section is None else all_params.get(section) or {}
 
 
-def config(section: str, cls: type[T]) -> T:
-    """The params.yaml `section` as `cls` (unknown keys and wrong types are one-line errors)."""
-    return from_section(cls, params(section), section)
+def config(section: str, cls: type[T], changed: dict[str, dict] | None = None) -> T:
+    """The params.yaml `section` as `cls`, with this run's `changed` settings (`changed_settings`) over it;
+    unknown keys and wrong types are one-line errors."""
+    return from_section(cls, {**params(section), **(changed or {}).get(section, {})}, section)
+
+
+def changed_settings(items: list[str], sections: tuple[str, ...]) -> dict[str, dict]:
+    """`SECTION.KEY=VALUE` strings (values as YAML) -> {section: {key: value}}: an ad-hoc run's changes to
+    params.yaml, for an ablation without editing it (outside DVC, whose runs read params.yaml alone)."""
+    out: dict[str, dict] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        section, dot, key = name.partition(".")
+        if not (sep and dot and key) or section not in sections:
+            raise MedNNSError(f"--set {item!r}: expected SECTION.KEY=VALUE with SECTION one of {', '.join(sections)} "
+                              "(e.g. --set finetune.backbone_lr_scale=0.3)")
+        try:
+            out.setdefault(section, {})[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise MedNNSError(f"--set {item!r}: {value!r} is not a YAML value") from None
+    return out
 
 
 def datasets() -> list[str]:

@@ -10,7 +10,6 @@ from pathlib import Path
 import pandas as pd
 
 from mednns import MedNNSError
-from registry.artifacts import find_repo
 from registry.client import NOT_FOUND, Registry, literal
 from registry.models import BROWSE_COLUMNS, CHAMPION, METASPACE, PREFIX, _check_dataset
 

@@ -65,7 +65,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-import pandas as pd
 
 from mednns import MedNNSError
 from registry import cards

@@ -218,3 +218,12 @@ def error_lines(stderr: str) -> list[str]:
 def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()} \
         if folder.exists() else {}
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory):
+    """The toy project after one real `dvc repro` of every stage (tests/toy_project.py), shared by the
+    end-to-end test files: (project root, data folder)."""
+    from toy_project import build
+
+    return build(tmp_path_factory.mktemp("e2e"))

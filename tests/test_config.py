@@ -8,6 +8,8 @@ import sys
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import REPO
 from mednns import MedNNSError, from_section
@@ -84,3 +86,40 @@ def test_the_select_command_defaults_are_the_select_section():
     cfg = SelectConfig()
     assert options["pretrained_size"].default == cfg.pretrained_size and options["k"].default == cfg.k
     assert DEFAULT_PRETRAINED == cfg.pretrained and set(options["pretrained"].type.choices) >= set(cfg.pretrained)
+
+
+@given(st.lists(st.tuples(st.sampled_from(sorted(SECTIONS)), st.sampled_from(["seed", "epochs", "lr"]),
+                          st.one_of(st.integers(-5, 5), st.floats(0.001, 10), st.booleans())), max_size=4))
+@settings(max_examples=50, deadline=None)
+def test_an_ad_hoc_run_reads_its_changed_settings_over_params_yaml(items):
+    """`--set SECTION.KEY=VALUE` (the selection benchmark's ablations): each value reaches its section as
+    YAML reads it, the last one of a key wins, and the sections left alone stay params.yaml's."""
+    from pipelines.stage import changed_settings
+
+    changed = changed_settings([f"{s}.{k}={yaml.safe_dump(v).splitlines()[0]}" for s, k, v in items], tuple(SECTIONS))
+    expected: dict = {}
+    for s, k, v in items:
+        expected.setdefault(s, {})[k] = v
+    assert changed == expected
+
+
+@pytest.mark.parametrize("item", ["finetune.epochs", "epochs=3", "finetune=3", "nosuch.epochs=3", ".epochs=3",
+                                  "finetune.=3", "finetune.epochs=[1"])
+def test_a_malformed_changed_setting_is_one_line_naming_it(item):
+    from pipelines.stage import changed_settings
+
+    with pytest.raises(MedNNSError, match="--set") as err:
+        changed_settings([item], ("finetune", "benchmark"))
+    assert repr(item) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_changed_setting_is_checked_like_params_yaml(monkeypatch):
+    from pipelines import stage
+
+    monkeypatch.chdir(REPO)
+    changed = stage.changed_settings(["finetune.epochs=3", "benchmark.k=7"], ("finetune", "benchmark"))
+    assert stage.config("finetune", FinetuneConfig, changed).epochs == 3
+    assert stage.config("finetune", FinetuneConfig) == from_section(FinetuneConfig, _params("params.yaml")["finetune"],
+                                                                   "finetune")
+    with pytest.raises(MedNNSError, match="params.yaml finetune: unknown setting"):
+        stage.config("finetune", FinetuneConfig, stage.changed_settings(["finetune.epoch=3"], ("finetune",)))

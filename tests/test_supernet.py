@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mednns.nn.space import Arch, SearchSpace
-from mednns.nn.supernet import StaticNet, Supernet
+from mednns.nn.supernet import Supernet
 
 SPACE = SearchSpace()
 NUM_CLASSES = 5

@@ -12,7 +12,6 @@ the export raises and leaves nothing.
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from dataclasses import dataclass

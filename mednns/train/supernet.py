@@ -24,14 +24,12 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from mednns.train.batches import iterate, predict
 from mednns.nn.bn import recalibrate_bn
 from mednns.nn.checkpoint import dataset_info, save_supernet
 from mednns.data.npz import MedDataset
-from mednns.data.spec import Task
 from mednns.train import distributed
 from mednns.train.device import resolve_device
 from mednns.train.losses import distill_loss, task_loss

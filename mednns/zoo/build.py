@@ -13,14 +13,12 @@ import hashlib
 import json
 import logging
 import shutil
-import sys
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from mednns.nn.checkpoint import load_supernet
 from mednns.nn.space import Arch
