@@ -66,6 +66,57 @@ def train(ds, device: str, epochs: int, batch: int, quick: bool, out: Path) -> d
             "amp": summary["amp"]}
 
 
+def profile(ds, device: str, batch: int, steps: int) -> None:
+    """Where a sandwich step's time goes: the torch profiler's top operators by host and by device time (on
+    an H200 with cudnn.benchmark off, cuDNN's convolutions took 1 ms of host time each, 15 us on the GPU)."""
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    from mednns.train.supernet import SupernetConfig, SupernetTrainer
+
+    cfg = SupernetConfig(device=device, amp=True, epochs=2, warmup_epochs=0, batch_size=batch,
+                         max_train_per_epoch=batch * steps)
+    trainer = SupernetTrainer(ds, cfg)
+    trainer._train_epoch(0)  # warm-up: allocator, kernels' first launches
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+    t0 = time.perf_counter()
+    with torch_profile(activities=acts) as prof:
+        trainer._train_epoch(1)
+    print(f"\n### Profile: {steps} sandwich steps of batch {batch} in {time.perf_counter() - t0:.2f} s")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+    if device.startswith("cuda"):
+        print(prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=10))
+
+
+def conv_backends(ds, device: str, steps: int, batches: tuple[int, ...]) -> list[dict]:
+    """Training images per second under cuDNN's settings and batch sizes, `steps` timed steps after as many
+    warm-up steps (the subnets of a sandwich step change every step, so the cuDNN setting decides)."""
+    import torch
+
+    from mednns.train.supernet import SupernetConfig, SupernetTrainer
+
+    rows = []
+    for setting in ("cudnn.benchmark off", "cudnn.benchmark (the library's choice)", "cudnn off"):
+        for batch in batches:
+            for mode, warmup in (("largest only", 9), ("sandwich", 0)):
+                cfg = SupernetConfig(device=device, amp=True, epochs=2, warmup_epochs=warmup, batch_size=batch,
+                                     max_train_per_epoch=batch * steps)
+                trainer = SupernetTrainer(ds, cfg)  # sets the library's choice; overridden here
+                torch.backends.cudnn.benchmark = setting.startswith("cudnn.benchmark (")
+                torch.backends.cudnn.enabled = setting != "cudnn off"
+                trainer._train_epoch(0)
+                if device.startswith("cuda"):
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                trainer._train_epoch(1)
+                if device.startswith("cuda"):
+                    torch.cuda.synchronize()
+                rows.append({"setting": setting, "batch": batch, "mode": mode,
+                             "images/s": batch * steps / (time.perf_counter() - t0)})
+                print(rows[-1], flush=True)
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.enabled = True, True
+    return rows
+
+
 def zoo(ds, ckpt: Path, device: str, subnets: int, quick: bool, out: Path) -> dict:
     from mednns.zoo import ZooConfig, build_zoo
 
@@ -86,6 +137,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--subnets", type=int, default=50)
+    parser.add_argument("--profile-steps", type=int, default=10, help="sandwich steps to profile (0: none)")
+    parser.add_argument("--backends-only", action="store_true",
+                        help="only compare cuDNN settings and batch sizes on training steps")
     parser.add_argument("--quick", action="store_true", help="toy sizes: a check of the script itself")
     args = parser.parse_args()
     _check_imports()
@@ -97,6 +151,12 @@ def main() -> None:
         sys.exit("error: no CUDA device visible to torch (run on the GPU machine, or pass --device cpu --quick)")
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
     print(f"# GPU check {datetime.date.today()}: {name}, torch {torch.__version__}, python {platform.python_version()}")
+    if args.backends_only:
+        print_table("Training steps at 28 px, mixed precision, by cuDNN setting and batch",
+                    conv_backends(load(args.data, 28)[0], args.device, *((1, (32,)) if args.quick else (3, (256, 1024)))))
+        return
+    if args.profile_steps:
+        profile(load(args.data, 28)[0], args.device, args.batch, 2 if args.quick else args.profile_steps)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -227,3 +227,11 @@ def project(tmp_path_factory):
     from toy_project import build
 
     return build(tmp_path_factory.mktemp("e2e"))
+
+
+@pytest.fixture
+def as_a_newcomer(project, monkeypatch):
+    """The environment `project` was built under, for each test that reads it: the data folder in
+    MEDNNS_DATA_DIR and the embedded MLflow store (no MLFLOW_TRACKING_URI)."""
+    monkeypatch.setenv("MEDNNS_DATA_DIR", str(project[1]))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

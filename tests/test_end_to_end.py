@@ -16,6 +16,8 @@ import yaml
 from conftest import REPO, new_project, run_cli, synthetic_arrays, write_npz
 from toy_project import HOLDOUT, SIZES, ZOO, dvc, toy_params
 
+pytestmark = pytest.mark.usefixtures("as_a_newcomer")
+
 # toy sizes, on MedMNIST names whose tasks the demo never runs (multi-label, ordinal): a reason to fail on
 # the first GPU run that a CPU could have caught fails here.
 FULL = {"chestmnist": dict(task="multi-label", classes=14), "retinamnist": dict(classes=5, channels=3),

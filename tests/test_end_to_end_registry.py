@@ -15,6 +15,8 @@ import yaml
 from conftest import run_cli
 from toy_project import HOLDOUT, ZOO
 
+pytestmark = pytest.mark.usefixtures("as_a_newcomer")
+
 
 def test_registry_holds_the_zoo_and_the_selection(project):
     root, _ = project

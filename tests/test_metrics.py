@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
+import torch
 
 from mednns.data import Task
-from mednns.train.metrics import accuracy, auc, log_loss
+from mednns.train.metrics import accuracy, auc, evaluate_scores, log_loss
 
 
 def test_binary_uses_the_positive_column_and_a_half_threshold():
@@ -78,3 +79,12 @@ def test_log_loss_ranks_a_majority_guesser_below_an_informative_model_of_equal_a
     assert log_loss(y, informative, Task.BINARY) == pytest.approx(
         -(5 * np.log(.6) + 3 * np.log(.45) + 2 * np.log(.9)) / 10)
     assert log_loss(y, informative, Task.BINARY) < log_loss(y, majority, Task.BINARY)
+
+
+def test_scores_take_logits_straight_from_a_network():
+    # A classifier's output still carries its graph (and lives on the GPU there); scoring must not
+    # need the caller to detach and copy it first.
+    y = np.array([[0], [1], [1]])
+    logits = torch.tensor([[2.0, -1.0], [-1.0, 2.0], [0.5, 0.0]], requires_grad=True)
+    assert evaluate_scores(y, logits, Task.MULTI_CLASS)["acc"] == pytest.approx(2 / 3)
+    assert log_loss(y, logits, Task.MULTI_CLASS) > 0

@@ -151,7 +151,7 @@ class SubnetFeatures:
             self._last = ((source, arch_json), net.to(memory_format=torch.channels_last))
         net, b = self._last[1], self.batch
         return torch.cat([net.forward_features(self._tensor(images[i:i + b], net))
-                          for i in range(0, len(images), b)]).float().numpy()
+                          for i in range(0, len(images), b)]).float().cpu().numpy()
 
     @staticmethod
     def _tensor(images: np.ndarray, net) -> torch.Tensor:

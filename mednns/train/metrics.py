@@ -11,7 +11,7 @@ from mednns.data.spec import Task
 
 def scores_from_logits(logits: torch.Tensor | np.ndarray, task: Task) -> np.ndarray:
     """Probabilities as MedMNIST scores them: sigmoid per label for multi-label, softmax otherwise."""
-    logits = torch.as_tensor(logits).float()
+    logits = torch.as_tensor(logits).detach().float().cpu()
     probs = torch.sigmoid(logits) if task is Task.MULTI_LABEL else torch.softmax(logits, dim=1)
     return probs.numpy()
 
@@ -56,7 +56,7 @@ def log_loss(y_true: np.ndarray, logits: torch.Tensor | np.ndarray, task: Task) 
     """Mean cross-entropy of the labels under the probabilities `scores_from_logits` gives (binary cross-entropy
     per label for multi-label): a proper scoring rule, so it rewards confident right answers and punishes
     confident wrong ones, where accuracy on a small split moves in steps of one image."""
-    logits = torch.as_tensor(logits).float()
+    logits = torch.as_tensor(logits).detach().float().cpu()
     y_true = torch.as_tensor(np.asarray(y_true))
     if task is Task.MULTI_LABEL:
         return float(torch.nn.functional.binary_cross_entropy_with_logits(logits, y_true.float()))
