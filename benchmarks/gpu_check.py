@@ -66,17 +66,30 @@ def train(ds, device: str, epochs: int, batch: int, quick: bool, out: Path) -> d
             "amp": summary["amp"]}
 
 
+def warmed_trainer(ds, device: str, batch: int, steps: int, warmup_epochs: int,
+                   cudnn_benchmark: bool | None = None):
+    """A supernet trainer of `steps` steps an epoch whose first epoch has run (allocator, first launches);
+    `warmup_epochs=0` makes every step a sandwich step, a large value keeps the largest subnet only.
+    `cudnn_benchmark` overrides the library's choice (set when the trainer resolves its device)."""
+    import torch
+
+    from mednns.train.supernet import SupernetConfig, SupernetTrainer
+
+    cfg = SupernetConfig(device=device, amp=True, epochs=2, warmup_epochs=warmup_epochs, batch_size=batch,
+                         max_train_per_epoch=batch * steps)
+    trainer = SupernetTrainer(ds, cfg)
+    if cudnn_benchmark is not None:
+        torch.backends.cudnn.benchmark = cudnn_benchmark
+    trainer._train_epoch(0)
+    return trainer
+
+
 def profile(ds, device: str, batch: int, steps: int) -> None:
     """Where a sandwich step's time goes: the torch profiler's top operators by host and by device time (on
     an H200 with cudnn.benchmark off, cuDNN's convolutions took 1 ms of host time each, 15 us on the GPU)."""
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
-    from mednns.train.supernet import SupernetConfig, SupernetTrainer
-
-    cfg = SupernetConfig(device=device, amp=True, epochs=2, warmup_epochs=0, batch_size=batch,
-                         max_train_per_epoch=batch * steps)
-    trainer = SupernetTrainer(ds, cfg)
-    trainer._train_epoch(0)  # warm-up: allocator, kernels' first launches
+    trainer = warmed_trainer(ds, device, batch, steps, warmup_epochs=0)
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
     t0 = time.perf_counter()
     with torch_profile(activities=acts) as prof:
@@ -92,18 +105,13 @@ def conv_backends(ds, device: str, steps: int, batches: tuple[int, ...]) -> list
     warm-up steps (the subnets of a sandwich step change every step, so the cuDNN setting decides)."""
     import torch
 
-    from mednns.train.supernet import SupernetConfig, SupernetTrainer
-
     rows = []
     for setting in ("cudnn.benchmark off", "cudnn.benchmark (the library's choice)", "cudnn off"):
         for batch in batches:
             for mode, warmup in (("largest only", 9), ("sandwich", 0)):
-                cfg = SupernetConfig(device=device, amp=True, epochs=2, warmup_epochs=warmup, batch_size=batch,
-                                     max_train_per_epoch=batch * steps)
-                trainer = SupernetTrainer(ds, cfg)  # sets the library's choice; overridden here
-                torch.backends.cudnn.benchmark = setting.startswith("cudnn.benchmark (")
                 torch.backends.cudnn.enabled = setting != "cudnn off"
-                trainer._train_epoch(0)
+                trainer = warmed_trainer(ds, device, batch, steps, warmup,
+                                         cudnn_benchmark=setting.startswith("cudnn.benchmark ("))
                 if device.startswith("cuda"):
                     torch.cuda.synchronize()
                 t0 = time.perf_counter()
@@ -151,22 +159,22 @@ def main() -> None:
         sys.exit("error: no CUDA device visible to torch (run on the GPU machine, or pass --device cpu --quick)")
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
     print(f"# GPU check {datetime.date.today()}: {name}, torch {torch.__version__}, python {platform.python_version()}")
+    at28 = load(args.data, 28)
     if args.backends_only:
         print_table("Training steps at 28 px, mixed precision, by cuDNN setting and batch",
-                    conv_backends(load(args.data, 28)[0], args.device, *((1, (32,)) if args.quick else (3, (256, 1024)))))
+                    conv_backends(at28[0], args.device, *((1, (32,)) if args.quick else (3, (256, 1024)))))
         return
     if args.profile_steps:
-        profile(load(args.data, 28)[0], args.device, args.batch, 2 if args.quick else args.profile_steps)
+        profile(at28[0], args.device, args.batch, 2 if args.quick else args.profile_steps)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for size in (28, 64):
-            ds, note = load(args.data, size)
+            ds, note = at28 if size == 28 else load(args.data, size)
             r = train(ds, args.device, 1 if args.quick else args.epochs, args.batch, args.quick, work / f"s{size}.pt")
             rows.append({"px": size, "data": note, **r})
             print(f"trained at {size} px: {r}", flush=True)
-        ds, _ = load(args.data, 28)
-        z = zoo(ds, work / "s28.pt", args.device, 4 if args.quick else args.subnets, args.quick,
+        z = zoo(at28[0], work / "s28.pt", args.device, 4 if args.quick else args.subnets, args.quick,
                 work / "zoo" / "p.parquet")
     print_table(f"Supernet training, mixed precision, batch {args.batch}, {args.device}", rows)
     print_table("Zoo build at 28 px (own val/test, all images; BN recalibration on 2,000)", [z])
