@@ -66,30 +66,17 @@ def train(ds, device: str, epochs: int, batch: int, quick: bool, out: Path) -> d
             "amp": summary["amp"]}
 
 
-def warmed_trainer(ds, device: str, batch: int, steps: int, warmup_epochs: int,
-                   cudnn_benchmark: bool | None = None):
-    """A supernet trainer of `steps` steps an epoch whose first epoch has run (allocator, first launches);
-    `warmup_epochs=0` makes every step a sandwich step, a large value keeps the largest subnet only.
-    `cudnn_benchmark` overrides the library's choice (set when the trainer resolves its device)."""
-    import torch
+def profile(ds, device: str, batch: int, steps: int) -> None:
+    """Where a sandwich step's time goes, after one epoch of as many steps: the torch profiler's top operators
+    by host and by device time (on an H200, a convolution whose shape cuDNN has not met yet costs about 1 ms
+    of host time against 15-60 us on the GPU, and the sandwich rule meets new shapes for several epochs)."""
+    from torch.profiler import ProfilerActivity, profile as torch_profile
 
     from mednns.train.supernet import SupernetConfig, SupernetTrainer
 
-    cfg = SupernetConfig(device=device, amp=True, epochs=2, warmup_epochs=warmup_epochs, batch_size=batch,
-                         max_train_per_epoch=batch * steps)
-    trainer = SupernetTrainer(ds, cfg)
-    if cudnn_benchmark is not None:
-        torch.backends.cudnn.benchmark = cudnn_benchmark
+    trainer = SupernetTrainer(ds, SupernetConfig(device=device, amp=True, epochs=2, warmup_epochs=0,
+                                                 batch_size=batch, max_train_per_epoch=batch * steps))
     trainer._train_epoch(0)
-    return trainer
-
-
-def profile(ds, device: str, batch: int, steps: int) -> None:
-    """Where a sandwich step's time goes: the torch profiler's top operators by host and by device time (on
-    an H200 with cudnn.benchmark off, cuDNN's convolutions took 1 ms of host time each, 15 us on the GPU)."""
-    from torch.profiler import ProfilerActivity, profile as torch_profile
-
-    trainer = warmed_trainer(ds, device, batch, steps, warmup_epochs=0)
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
     t0 = time.perf_counter()
     with torch_profile(activities=acts) as prof:
@@ -100,28 +87,31 @@ def profile(ds, device: str, batch: int, steps: int) -> None:
         print(prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=10))
 
 
-def conv_backends(ds, device: str, steps: int, batches: tuple[int, ...]) -> list[dict]:
-    """Training images per second under cuDNN's settings and batch sizes, `steps` timed steps after as many
-    warm-up steps (the subnets of a sandwich step change every step, so the cuDNN setting decides)."""
+def cudnn_curve(ds, device: str, batch: int, steps: int, epochs: int, benchmark: bool) -> list[dict]:
+    """Images/s of each sandwich epoch of `steps` steps from a cold start, with cudnn.benchmark as given: with
+    it on, each new convolution shape pays for its benchmark once, so the rate climbs as the cache fills
+    (run each setting in its own process so that neither inherits the other's caches)."""
     import torch
 
-    rows = []
-    for setting in ("cudnn.benchmark off", "cudnn.benchmark (the library's choice)", "cudnn off"):
-        for batch in batches:
-            for mode, warmup in (("largest only", 9), ("sandwich", 0)):
-                torch.backends.cudnn.enabled = setting != "cudnn off"
-                trainer = warmed_trainer(ds, device, batch, steps, warmup,
-                                         cudnn_benchmark=setting.startswith("cudnn.benchmark ("))
-                if device.startswith("cuda"):
-                    torch.cuda.synchronize()
-                t0 = time.perf_counter()
-                trainer._train_epoch(1)
-                if device.startswith("cuda"):
-                    torch.cuda.synchronize()
-                rows.append({"setting": setting, "batch": batch, "mode": mode,
-                             "images/s": batch * steps / (time.perf_counter() - t0)})
-                print(rows[-1], flush=True)
-    torch.backends.cudnn.benchmark, torch.backends.cudnn.enabled = True, True
+    from mednns.train.supernet import SupernetConfig, SupernetTrainer
+
+    cfg = SupernetConfig(device=device, amp=True, epochs=epochs, warmup_epochs=0, batch_size=batch,
+                         max_train_per_epoch=batch * steps)
+    trainer = SupernetTrainer(ds, cfg)
+    torch.backends.cudnn.benchmark = benchmark
+    rows, total = [], 0.0
+    for epoch in range(epochs):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        trainer._train_epoch(epoch)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t0
+        total += seconds
+        rows.append({"cudnn.benchmark": benchmark, "epoch": epoch + 1, "steps so far": steps * (epoch + 1),
+                     "images/s": batch * steps / seconds, "seconds so far": total})
+        print(rows[-1], flush=True)
     return rows
 
 
@@ -146,8 +136,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--subnets", type=int, default=50)
     parser.add_argument("--profile-steps", type=int, default=10, help="sandwich steps to profile (0: none)")
-    parser.add_argument("--backends-only", action="store_true",
-                        help="only compare cuDNN settings and batch sizes on training steps")
+    parser.add_argument("--cudnn-curve", choices=("on", "off"),
+                        help="only time each sandwich epoch (--profile-steps steps) from a cold start, "
+                             "cudnn.benchmark on or off, --epochs epochs")
     parser.add_argument("--quick", action="store_true", help="toy sizes: a check of the script itself")
     args = parser.parse_args()
     _check_imports()
@@ -160,9 +151,10 @@ def main() -> None:
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
     print(f"# GPU check {datetime.date.today()}: {name}, torch {torch.__version__}, python {platform.python_version()}")
     at28 = load(args.data, 28)
-    if args.backends_only:
-        print_table("Training steps at 28 px, mixed precision, by cuDNN setting and batch",
-                    conv_backends(at28[0], args.device, *((1, (32,)) if args.quick else (3, (256, 1024)))))
+    if args.cudnn_curve:
+        print_table(f"Sandwich epochs of {args.profile_steps} steps, batch {args.batch}, from a cold start",
+                    cudnn_curve(at28[0], args.device, args.batch, args.profile_steps, args.epochs,
+                                args.cudnn_curve == "on"))
         return
     if args.profile_steps:
         profile(at28[0], args.device, args.batch, 2 if args.quick else args.profile_steps)
