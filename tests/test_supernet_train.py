@@ -79,3 +79,17 @@ def test_cuda_without_a_gpu_falls_back_to_the_cpu():
 
     assert resolve_device("cuda").type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert resolve_device("cpu").type == "cpu"
+
+
+def test_per_epoch_monitoring_on_subsets_leaves_the_trained_weights_and_final_scores_alone(tmp_path):
+    """The demo scores each epoch on small subsets to save minutes; what is trained and reported at the
+    end must be exactly what scoring whole splits every epoch gives."""
+    ds = tiny_dataset()
+    whole = SupernetTrainer(ds, tiny_config(monitor_images=0)).fit(tmp_path / "whole.pt")
+    sub = SupernetTrainer(ds, tiny_config(monitor_images=8)).fit(tmp_path / "sub.pt")
+    assert sub["final"] == whole["final"]
+    a = read_checkpoint(tmp_path / "whole.pt")["state_dict"]
+    b = read_checkpoint(tmp_path / "sub.pt")["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # 8 val images: every per-epoch accuracy is a multiple of 1/8
+    assert all((m["val_acc_largest"] * 8) % 1 == 0 for m in sub["history"])

@@ -30,6 +30,7 @@ from mednns.train.batches import iterate, predict
 from mednns.nn.bn import recalibrate_bn
 from mednns.nn.checkpoint import dataset_info, save_supernet
 from mednns.data.npz import MedDataset
+from mednns.data.subsets import seeded_subset
 from mednns.train import distributed
 from mednns.train.device import resolve_device
 from mednns.train.losses import distill_loss, task_loss
@@ -56,6 +57,7 @@ class SupernetConfig:
     random_archs: int = 1             # random archs per step besides the largest and the smallest
     max_train_per_epoch: int = 8000   # cap on images per epoch, a fresh random subset each epoch (0: all)
     recalib_images: int = 2000        # train images for BatchNorm recalibration before each eval
+    monitor_images: int = 500         # after each epoch: recalibration and val subsets of this size (0: all)
     eval_batch_size: int = 512
     seed: int = 0
     channels_last: bool = True
@@ -99,6 +101,11 @@ class SupernetTrainer:
         rng = np.random.default_rng(cfg.seed)
         n_train = spec.splits["train"]
         self.recalib_idx = np.sort(rng.choice(n_train, min(cfg.recalib_images, n_train), replace=False))
+        # The per-epoch curve only has to show the trend; scoring a whole val split twice an epoch cost
+        # minutes of the demo (OrganAMNIST: 6,491 images). The final scores use everything.
+        rng = np.random.default_rng([cfg.seed, 1])
+        self.monitor = {"recalib": self.recalib_idx[seeded_subset(len(self.recalib_idx), cfg.monitor_images, rng)],
+                        "val": seeded_subset(spec.splits["val"], cfg.monitor_images, rng)}
 
     def _epoch_images(self) -> int:
         n = self.ds.spec.splits["train"]
@@ -121,15 +128,18 @@ class SupernetTrainer:
                 "channels_last": self.cfg.channels_last}
 
     # -- evaluation -------------------------------------------------------------------------
-    def score_arch(self, arch: Arch, splits: tuple[str, ...] = ("val",)) -> dict[str, float]:
-        """Scores of `arch` extracted from the supernet, after BatchNorm recalibration."""
+    def score_arch(self, arch: Arch, splits: tuple[str, ...] = ("val",), monitor: bool = False) -> dict[str, float]:
+        """Scores of `arch` extracted from the supernet, after BatchNorm recalibration; `monitor`: on the
+        per-epoch subsets (the supernet itself is left untouched either way)."""
         net = self.net.extract(arch)
-        images = self.ds.images("train")[self.recalib_idx]
+        recalib = self.monitor["recalib"] if monitor else self.recalib_idx
+        images = self.ds.images("train")[recalib]
         recalibrate_bn(net, (x for x, _ in iterate(images, None, self.cfg.batch_size, **self._kw())))
         out = {}
         for split in splits:
-            logits = predict(net, self.ds.images(split), self.cfg.eval_batch_size, **self._kw())
-            for k, v in evaluate_scores(self.ds.labels(split), logits, self.ds.spec.task).items():
+            rows = self.monitor[split] if monitor else slice(None)
+            logits = predict(net, self.ds.images(split)[rows], self.cfg.eval_batch_size, **self._kw())
+            for k, v in evaluate_scores(self.ds.labels(split)[rows], logits, self.ds.spec.task).items():
                 out[f"{split}_{k}"] = v
         return out
 
@@ -211,7 +221,7 @@ class SupernetTrainer:
             metrics = {"train_loss": train_loss, "lr": self.sched.get_last_lr()[0],
                        "train_images_per_s": self._epoch_images() / train_seconds}
             for tag, arch in (("largest", self.space.largest()), ("smallest", self.space.smallest())):
-                for k, v in self.score_arch(arch).items():
+                for k, v in self.score_arch(arch, monitor=True).items():
                     metrics[f"{k}_{tag}"] = v
             metrics["epoch_seconds"] = time.time() - t_epoch
             history.append(metrics)
