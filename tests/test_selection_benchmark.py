@@ -13,7 +13,7 @@ from mednns.metaspace.features import features_of_images
 from mednns.metaspace.loo import SubnetFeatures
 from mednns.selector import FinetuneConfig, SelectConfig, select
 from mednns.selector.benchmark import (METHODS, BenchmarkConfig, Target, candidates_without, markdown,
-                                       networks_without, plot, run_target, summary)
+                                       networks_without, paired, plot, run_target, summary)
 from mednns.selector.pretrained import ZOO_NETWORK
 from mednns.train.continual import ContinualConfig
 from mednns.train.supernet import SupernetTrainer
@@ -188,3 +188,16 @@ def test_the_zoo_network_is_trained_for_a_left_out_target_only_when_a_method_nee
     assert needs_network(BenchmarkConfig(methods=("efficientnet_zoo",)), imagenet_only)
     assert not needs_network(BenchmarkConfig(methods=("selector", "resnet18_scratch")), imagenet_only)
     assert not needs_network(BenchmarkConfig(methods=("selector_zoo", "logme", "random")), SELECT)
+
+
+def test_paired_differences_average_targets_within_a_seed_and_count_the_seeds_ahead():
+    """Seed 0: the selector is 4 and 2 points ahead on the two targets (3 on average); seed 1: 1 ahead and
+    3 behind (-1): +1 ± 2.83 points, ahead in 1 of 2 seeds; a pair missing one side is left out."""
+    acc = {("a", 0): (0.80, 0.76), ("b", 0): (0.70, 0.68), ("a", 1): (0.81, 0.80), ("b", 1): (0.60, 0.63)}
+    rows = pd.DataFrame([{"regime": "500 train images", "dataset": d, "seed": s, "epoch": "kept", "method": m,
+                          "test_acc": v} for (d, s), pair in acc.items() for m, v in zip(("selector", "other"), pair)]
+                        + [{"regime": "500 train images", "dataset": "c", "seed": 0, "epoch": "kept",
+                            "method": "selector", "test_acc": 0.99}])
+    p = paired(rows, "kept").iloc[0]
+    assert p.method == "other" and (p.seeds, p.ahead) == (2, 1)
+    assert p["diff"] == pytest.approx(0.01) and p.diff_std == pytest.approx(0.04 / 2 ** 0.5)

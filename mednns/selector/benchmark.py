@@ -345,6 +345,23 @@ def summary(rows: pd.DataFrame, epoch="kept") -> pd.DataFrame:
     return out
 
 
+def paired(rows: pd.DataFrame, epoch, method: str = "selector") -> pd.DataFrame:
+    """Per (regime, other method): `method`'s test accuracy minus the other's at `epoch`, averaged over the
+    target datasets within each seed, then mean, std and sign count over seeds. Both runs of a pair share
+    the seed's train subset, meta-space and fine-tuning order, so a difference that holds in every seed
+    can be real while smaller than either method's own spread over seeds."""
+    r = rows[rows.epoch.astype(str) == str(epoch)]
+    acc = r.pivot_table(index=["regime", "seed", "dataset"], columns="method", values="test_acc")
+    out = []
+    for other in [m for m in acc.columns if m != method] if method in acc.columns else []:
+        diff = (acc[method] - acc[other]).dropna()
+        per_seed = diff.groupby(level=["regime", "seed"]).mean()
+        for regime, d in per_seed.groupby(level="regime"):
+            out.append({"regime": regime, "method": other, "diff": d.mean(), "diff_std": d.std(),
+                        "seeds": len(d), "ahead": int((d > 0).sum())})
+    return pd.DataFrame(out, columns=["regime", "method", "diff", "diff_std", "seeds", "ahead"])
+
+
 def markdown(rows: pd.DataFrame, methods=METHODS) -> str:
     """The README tables: mean over target datasets per method and regime, then per dataset."""
     lines = []
@@ -379,6 +396,22 @@ def markdown(rows: pd.DataFrame, methods=METHODS) -> str:
             lines.append(f"| {NAMES[m]} | " + " | ".join(cells) + " |")
         ref = [f"{MEDMNIST_RESNET18[d]:.3f}" if d in MEDMNIST_RESNET18 else "-" for d in datasets]
         lines += ["| MedMNIST v2 ResNet-18 (28), 100 epochs, all data | " + " | ".join(ref) + " |", ""]
+        last = max(epochs) if epochs else None
+        pairs = {e: paired(sub, e) for e in [last, "kept"] if e is not None}
+        if all(len(p) for p in pairs.values()):
+            lines += [f"The selector against each method, paired by seed ({name}): its test accuracy minus the "
+                      "method's, averaged over the target datasets within a seed; mean ± std over seeds, and "
+                      "the seeds in which the selector is ahead.", "",
+                      "| selector minus | " + " | ".join(f"{'epoch ' + str(e) if e != 'kept' else 'kept epoch'}"
+                                                          for e in pairs) + " |", "|---|" + "---:|" * len(pairs)]
+            for m in [m for m in methods if m in set(pairs["kept"].method)]:
+                cells = []
+                for p in pairs.values():
+                    x = p[(p.method == m) & (p.regime == name)].iloc[0]
+                    cells.append(f"{100 * x['diff']:+.2f} ± {100 * x.diff_std:.2f} points "
+                                 f"({x.ahead} of {x.seeds})")
+                lines.append(f"| {NAMES[m]} | " + " | ".join(cells) + " |")
+            lines.append("")
     return "\n".join(lines)
 
 
