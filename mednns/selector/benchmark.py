@@ -332,11 +332,15 @@ def regimes(rows: pd.DataFrame) -> list[str]:
                 .sort_values("n").regime)
 
 
+def at_epoch(rows: pd.DataFrame, epoch) -> pd.DataFrame:
+    """The rows scored after `epoch` (an int, or "kept"): the CSV column mixes numbers and "kept"."""
+    return rows[rows.epoch.astype(str) == str(epoch)]
+
+
 def summary(rows: pd.DataFrame, epoch="kept") -> pd.DataFrame:
     """Per (regime, dataset, method): mean and std over seeds of test accuracy and AUC at `epoch`, the
     query seconds, and the regret against the best method on that dataset."""
-    r = rows[rows.epoch.astype(str) == str(epoch)]
-    g = r.groupby(["regime", "dataset", "method"], sort=False)
+    g = at_epoch(rows, epoch).groupby(["regime", "dataset", "method"], sort=False)
     out = g.agg(test_acc=("test_acc", "mean"), test_acc_std=("test_acc", "std"), test_auc=("test_auc", "mean"),
                 test_auc_std=("test_auc", "std"), query_seconds=("query_seconds", "mean"),
                 params=("params", "median"), seeds=("seed", "nunique")).reset_index()
@@ -350,10 +354,10 @@ def paired(rows: pd.DataFrame, epoch, method: str = "selector") -> pd.DataFrame:
     target datasets within each seed, then mean, std and sign count over seeds. Both runs of a pair share
     the seed's train subset, meta-space and fine-tuning order, so a difference that holds in every seed
     can be real while smaller than either method's own spread over seeds."""
-    r = rows[rows.epoch.astype(str) == str(epoch)]
-    acc = r.pivot_table(index=["regime", "seed", "dataset"], columns="method", values="test_acc")
+    acc = at_epoch(rows, epoch).pivot_table(index=["regime", "seed", "dataset"], columns="method",
+                                            values="test_acc")
     out = []
-    for other in [m for m in acc.columns if m != method] if method in acc.columns else []:
+    for other in [m for m in acc.columns if m != method and method in acc.columns]:
         diff = (acc[method] - acc[other]).dropna()
         per_seed = diff.groupby(level=["regime", "seed"]).mean()
         for regime, d in per_seed.groupby(level="regime"):
@@ -402,12 +406,12 @@ def markdown(rows: pd.DataFrame, methods=METHODS) -> str:
             lines += [f"The selector against each method, paired by seed ({name}): its test accuracy minus the "
                       "method's, averaged over the target datasets within a seed; mean ± std over seeds, and "
                       "the seeds in which the selector is ahead.", "",
-                      "| selector minus | " + " | ".join(f"{'epoch ' + str(e) if e != 'kept' else 'kept epoch'}"
+                      "| selector minus | " + " | ".join("kept epoch" if e == "kept" else f"epoch {e}"
                                                           for e in pairs) + " |", "|---|" + "---:|" * len(pairs)]
             for m in [m for m in methods if m in set(pairs["kept"].method)]:
                 cells = []
                 for p in pairs.values():
-                    x = p[(p.method == m) & (p.regime == name)].iloc[0]
+                    x = p[p.method == m].iloc[0]
                     cells.append(f"{100 * x['diff']:+.2f} ± {100 * x.diff_std:.2f} points "
                                  f"({x.ahead} of {x.seeds})")
                 lines.append(f"| {NAMES[m]} | " + " | ".join(cells) + " |")
