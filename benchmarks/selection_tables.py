@@ -2,6 +2,7 @@
 (`metrics/adhoc`), as the README shows them side by side, from their CSVs alone (nothing is trained).
 
 Run: `python -m benchmarks.selection_tables metrics/selection_benchmark.csv metrics/adhoc/selection_benchmark_{pneumoniamnist,organamnist,pathmnist1k}.csv`
+A later rerun of some methods (after a change to one of them) replaces their runs: `--update CSV`.
 """
 
 from __future__ import annotations
@@ -12,18 +13,35 @@ import pandas as pd
 
 from mednns.selector.benchmark import markdown
 
+RUN = ["regime", "dataset", "seed", "method"]
+
+
+def combined(base: list[pd.DataFrame], updates: list[pd.DataFrame]) -> pd.DataFrame:
+    """The runs of `base`, each passed once, with every run that an `updates` frame has again (same regime,
+    dataset, seed and method) replaced by that frame's."""
+    frames = []
+    for group in (base, updates):
+        rows = pd.concat(group, ignore_index=True) if group else pd.DataFrame(columns=RUN + ["epoch"])
+        dup = rows.duplicated(RUN + ["epoch"])
+        if dup.any():
+            first = rows[dup].iloc[0]
+            raise SystemExit(f"selection_tables: {first.dataset} / {first.method} / seed {first.seed} is in more "
+                             "than one file; pass each run once")
+        frames.append(rows)
+    rows, new = frames
+    if len(new):
+        replaced = rows.set_index(RUN).index.isin(new.set_index(RUN).index)
+        rows = pd.concat([rows[~replaced], new], ignore_index=True)
+    return rows
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="selection_tables")
     parser.add_argument("csv", nargs="+", help="per-run rows written by the selection benchmark")
+    parser.add_argument("--update", action="append", default=[], metavar="CSV",
+                        help="a later run of some methods: its runs replace the same runs of the files above")
     args = parser.parse_args()
-    rows = pd.concat([pd.read_csv(p) for p in args.csv], ignore_index=True)
-    dup = rows.duplicated(["regime", "dataset", "seed", "method", "epoch"])
-    if dup.any():
-        first = rows[dup].iloc[0]
-        raise SystemExit(f"selection_tables: {first.dataset} / {first.method} / seed {first.seed} is in more than "
-                         "one file; pass each run once")
-    print(markdown(rows))
+    print(markdown(combined([pd.read_csv(p) for p in args.csv], [pd.read_csv(p) for p in args.update])))
 
 
 if __name__ == "__main__":

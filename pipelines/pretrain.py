@@ -1,5 +1,6 @@
-"""Stage `pretrain`: the ImageNet EfficientNet-Lite0 trained further on every dataset of the zoo, tracked
-in MLflow -> the network file (`models/pretrained/<name>.pt`) + metrics."""
+"""Stage `pretrain@<name>`: one of the zoo's whole networks trained on every dataset of the zoo (the ImageNet
+EfficientNet-Lite0 trained further, MedMNIST v2's ResNet-18 from scratch), tracked in MLflow -> the network
+file (`models/pretrained/<name>.pt`) + metrics."""
 
 import argparse
 from dataclasses import asdict
@@ -11,14 +12,23 @@ from mednns.train.continual import ContinualConfig, continual_pretrain
 from mednns.utils.io import write_json
 from pipelines.stage import config, datasets, run
 
+# The params.yaml section of each of the zoo's networks (`mednns.selector.pretrained.ZOO_NETWORKS`); dvc.yaml's
+# `pretrain` foreach names the same pairs (tests/test_continual.py holds them equal).
+SECTIONS = {"efficientnet_lite0_zoo": "continual", "resnet18_zoo": "continual_resnet18"}
+
+
+def network_configs(changed: dict | None = None) -> dict[str, ContinualConfig]:
+    return {name: config(section, ContinualConfig, changed) for name, section in SECTIONS.items()}
+
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="pretrain")
+    parser.add_argument("--network", required=True, choices=sorted(SECTIONS), help="which of the zoo's networks")
     parser.add_argument("--data", required=True, help="folder of the zoo's prepared datasets")
     parser.add_argument("--out", required=True, help="the network file (.pt)")
     parser.add_argument("--metrics", required=True, help="output metrics (.json)")
     args = parser.parse_args(argv)
-    cfg = config("continual", ContinualConfig)
+    cfg = network_configs()[args.network]
     sources = [load_prepared(Path(args.data) / d) for d in datasets()]
     import mlflow
 
@@ -26,9 +36,10 @@ def main(argv: list[str]) -> None:
     from registry.tracking import run_key, tracked_run
 
     names = [ds.spec.name for ds in sources]
-    with tracked_run("pretrain", run_key("pretrain", *names, settings={"cfg": asdict(cfg),
+    with tracked_run("pretrain", run_key("pretrain", args.network, *names, settings={"cfg": asdict(cfg),
                                                                        "data": [ds.spec.to_dict() for ds in sources]}),
-                     {"sources": ",".join(names), **asdict(cfg)}, tags={"stage": "pretrain"}, run_name="pretrain"):
+                     {"sources": ",".join(names), **asdict(cfg)}, tags={"stage": "pretrain", "network": args.network},
+                     run_name=f"pretrain {args.network}"):
         net, summary = continual_pretrain(sources, cfg)
         mlflow.log_metrics({f"val_acc_{d}": s["acc"] for d, s in summary["val"].items()})
         mlflow.log_metric("train_seconds", summary["seconds"])

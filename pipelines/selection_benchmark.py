@@ -14,15 +14,14 @@ from mednns.metaspace import DatasetFeatures, FeatureConfig, MetaSpaceConfig, tr
 from mednns.metaspace.loo import SubnetFeatures
 from mednns.selector import FinetuneConfig, SelectConfig
 from mednns.selector.benchmark import (METHODS, BenchmarkConfig, Target, candidates_without, markdown,
-                                       needs_network, networks_without, plot, run_target, summary)
-from mednns.selector.pretrained import ZOO_NETWORK
-from mednns.train.continual import ContinualConfig
+                                       needed_networks, networks_without, plot, run_target, summary)
 from mednns.utils.errors import MedNNSError
 from mednns.utils.io import atomic_path, write_json
 from mednns.zoo import BNStats, SubnetStore, ZooConfig, bn_stats_path, read_zoo
+from pipelines.pretrain import SECTIONS as NETWORK_SECTIONS, network_configs
 from pipelines.stage import changed_settings, config, datasets, run
 
-SECTIONS = ("benchmark", "finetune", "select", "metaspace", "features", "continual", "zoo")
+SECTIONS = ("benchmark", "finetune", "select", "metaspace", "features", *NETWORK_SECTIONS.values(), "zoo")
 
 
 def main(argv: list[str]) -> None:
@@ -59,7 +58,7 @@ def main(argv: list[str]) -> None:
     device = selector_cfg.device
     zoo = read_zoo([zoo_dir / f"{d}.parquet" for d in names])
     features = {d: DatasetFeatures.load(Path(args.features) / f"{d}.npz") for d in names}
-    continual = config("continual", ContinualConfig, changed)
+    continual = network_configs(changed)
     subnets = SubnetFeatures(SubnetStore(args.supernets, device),
                              lambda d: BNStats.load(bn_stats_path(zoo_dir / f"{d}.parquet")),
                              config("zoo", ZooConfig, changed).eval_batch)
@@ -74,8 +73,8 @@ def main(argv: list[str]) -> None:
         networks = args.networks if not exclude else networks_without(
             Path(scratch.name) / ds.spec.name, lambda: [load_prepared(Path(args.data) / d) for d in names
                                                         if d not in exclude], continual)
-        if exclude and needs_network(cfg, selector_cfg):
-            networks(ZOO_NETWORK)
+        for name in needed_networks(cfg, selector_cfg) if exclude else ():
+            networks(name)
         return Target(ds, metaspace, candidates_without(zoo, ds.spec.name),
                       {d: f for d, f in features.items() if d not in exclude},
                       SubnetStore(args.supernets, device, networks=networks))

@@ -14,7 +14,7 @@ from mednns.metaspace.loo import SubnetFeatures
 from mednns.selector import FinetuneConfig, SelectConfig, select
 from mednns.selector.benchmark import (METHODS, BenchmarkConfig, Target, candidates_without, markdown,
                                        networks_without, paired, plot, run_target, summary)
-from mednns.selector.pretrained import ZOO_NETWORK
+from mednns.selector.pretrained import ZOO_NETWORKS
 from mednns.train.continual import ContinualConfig
 from mednns.train.supernet import SupernetTrainer
 from mednns.zoo import BNStats, SubnetStore, ZooConfig, bn_stats_path, build_zoo
@@ -25,6 +25,9 @@ MS = MetaSpaceConfig(dim=16, hidden=32, heads=2, steps=20, set_min=8, set_max=24
 FT = FinetuneConfig(epochs=2, batch_size=16, head_images=64, bn_images=64)
 SELECT = SelectConfig(pretrained_size=32)  # the selector's pretrained candidates, at the baselines' size
 CONTINUAL = ContinualConfig(image_size=32, steps=8, batch_size=16, eval_images=16)
+ZOO_NETWORK, RESNET = ZOO_NETWORKS
+NETWORKS = {ZOO_NETWORK: CONTINUAL, RESNET: ContinualConfig(architecture="resnet18", source="", image_size=28, steps=8,
+                                                            batch_size=16, eval_images=16, head_lr_scale=1.0)}
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -43,8 +46,8 @@ def bench(tmp_path_factory, one_thread):
                                 root / f"{ds.spec.name}.parquet", cfg))
     zoo = pd.concat(tables, ignore_index=True)
     features = {ds.spec.name: features_of_images(ds.images("train"), FEATURES, ds.spec.name) for ds in sets}
-    # the zoo's whole network, trained when first asked for (as for a target left out of the zoo)
-    store = SubnetStore(root, networks=networks_without(root / "networks", lambda: sets, CONTINUAL))
+    # the zoo's whole networks, trained when first asked for (as for a target left out of the zoo)
+    store = SubnetStore(root, networks=networks_without(root / "networks", lambda: sets, NETWORKS))
     subnets = SubnetFeatures(store, lambda d: BNStats.load(bn_stats_path(root / f"{d}.parquet")), batch=16)
     holdout = tiny_dataset(classes=2, channels=3, name="hh", seed=7)
     target = Target(holdout, lambda seed: train_metaspace(zoo, features, MS, FEATURES, progress=False)[0],
@@ -67,17 +70,19 @@ def test_every_method_picks_fine_tunes_and_reports_every_epoch(bench):
     assert set(rows.regime) == {"full", "40 train images"} and set(rows.seed) == {0}
     assert ((rows.test_acc >= 0) & (rows.test_acc <= 1)).all() and (rows.query_seconds >= 0).all()
     # a pick never comes from the target itself
-    assert set(rows.source.dropna()) <= {"aa", "bb", "cc", "imagenet", "imagenet+zoo"}
+    assert set(rows.source.dropna()) <= {"aa", "bb", "cc", "imagenet", "imagenet+zoo", "zoo"}
 
 
 def test_the_zoo_network_of_a_benchmark_target_never_saw_it(bench, tmp_path):
     _, _, store = bench
-    assert store.network(ZOO_NETWORK)[1]["sources"] == ["aa", "bb", "cc"]
+    assert store.network(ZOO_NETWORK)[1]["sources"] == store.network(RESNET)[1]["sources"] == ["aa", "bb", "cc"]
     sets = [tiny_dataset(classes=3, name="aa", seed=0), tiny_dataset(classes=2, name="cc", seed=2)]
-    locate = networks_without(tmp_path, lambda: sets, CONTINUAL)  # "bb" left out
-    net, summary = SubnetStore(tmp_path, networks=locate).network(ZOO_NETWORK)
-    assert net.cfg.source == "imagenet+aa+cc" and summary["sources"] == ["aa", "cc"]
-    assert locate(ZOO_NETWORK).is_file() and locate("other") == tmp_path / "other.pt"
+    locate = networks_without(tmp_path, lambda: sets, NETWORKS)  # "bb" left out
+    for name, source in ((ZOO_NETWORK, "imagenet+aa+cc"), (RESNET, "scratch+aa+cc")):
+        net, summary = SubnetStore(tmp_path, networks=locate).network(name)
+        assert net.cfg.source == source and summary["sources"] == ["aa", "cc"]
+        assert locate(name).is_file()
+    assert locate("other") == tmp_path / "other.pt" and not locate("other").exists()
 
 
 def test_no_method_ends_predicting_one_class(bench):
@@ -180,14 +185,15 @@ def test_convergence_starts_from_a_pretrained_pick(bench):
     assert list(table.epoch) == [0, 1] and table.notna().all().all()
 
 
-def test_the_zoo_network_is_trained_for_a_left_out_target_only_when_a_method_needs_it():
-    from mednns.selector.benchmark import needs_network
+def test_the_zoo_networks_are_trained_for_a_left_out_target_only_when_a_method_needs_them():
+    from mednns.selector.benchmark import needed_networks
 
     imagenet_only = SelectConfig(pretrained=("efficientnet_lite0",))
-    assert needs_network(BenchmarkConfig(methods=("selector",)), SELECT)
-    assert needs_network(BenchmarkConfig(methods=("efficientnet_zoo",)), imagenet_only)
-    assert not needs_network(BenchmarkConfig(methods=("selector", "resnet18_scratch")), imagenet_only)
-    assert not needs_network(BenchmarkConfig(methods=("selector_zoo", "logme", "random")), SELECT)
+    assert needed_networks(BenchmarkConfig(methods=("selector",)), SELECT) == [ZOO_NETWORK, RESNET]
+    assert needed_networks(BenchmarkConfig(methods=("efficientnet_zoo",)), imagenet_only) == [ZOO_NETWORK]
+    assert needed_networks(BenchmarkConfig(methods=("resnet18_zoo", "logme")), imagenet_only) == [RESNET]
+    assert needed_networks(BenchmarkConfig(methods=("selector", "resnet18_scratch")), imagenet_only) == []
+    assert needed_networks(BenchmarkConfig(methods=("selector_zoo", "logme", "random")), SELECT) == []
 
 
 def test_paired_differences_average_targets_within_a_seed_and_count_the_seeds_ahead():
@@ -201,3 +207,21 @@ def test_paired_differences_average_targets_within_a_seed_and_count_the_seeds_ah
     p = paired(rows, "kept").iloc[0]
     assert p.method == "other" and (p.seeds, p.ahead) == (2, 1)
     assert p["diff"] == pytest.approx(0.01) and p.diff_std == pytest.approx(0.04 / 2 ** 0.5)
+
+
+def test_a_later_rerun_of_a_method_replaces_its_runs_in_the_combined_tables():
+    """`benchmarks.selection_tables --update`: a rerun of the selector (after a change to its candidates)
+    replaces the selector's runs it has again, every epoch of them, and nothing else."""
+    from benchmarks.selection_tables import combined
+
+    def runs(method, seeds, acc, epochs=("10", "kept")):
+        return pd.DataFrame([{"regime": "500 train images", "dataset": "dd", "seed": s, "method": method,
+                              "epoch": e, "test_acc": acc} for s in seeds for e in epochs])
+
+    base = [runs("selector", [0, 1], 0.8), runs("resnet18_scratch", [0, 1], 0.85)]
+    out = combined(base, [runs("selector", [0], 0.9, epochs=("1", "10", "kept"))])
+    got = out.groupby(["method", "seed"]).test_acc.agg(["mean", "size"])
+    assert got.loc[("selector", 0)].tolist() == [0.9, 3] and got.loc[("selector", 1)].tolist() == [0.8, 2]
+    assert got.loc[("resnet18_scratch", 0)].tolist() == [0.85, 2] and len(out) == 2 * 2 + 3 + 2
+    with pytest.raises(SystemExit, match="dd / selector / seed 0 is in more than one file"):
+        combined([runs("selector", [0], 0.8), runs("selector", [0], 0.8)], [])

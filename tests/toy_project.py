@@ -30,6 +30,7 @@ def toy_params(params: dict, datasets=tuple(ZOO), holdout: str = HOLDOUT) -> dic
                          max_eval_images=20, probe_train_images=48, probe_val_images=24, probe_input_images=4,
                          latency_runs=2, shard_size=3)
     params["continual"].update(image_size=32, steps=4, batch_size=8, eval_images=16)
+    params["continual_resnet18"].update(steps=4, batch_size=8, eval_images=16)
     params["features"].update(sample_images=64, batch_size=64)
     params["metaspace"].update(steps=20, set_min=8, set_max=16, rows_per_dataset=6, top_models=2,
                                query_images=64, log_every=5)

@@ -12,7 +12,8 @@ from mednns.cli.output import console, figure
 
 # The names of mednns.selector.pretrained.PRETRAINED and SelectConfig's defaults, repeated: importing them
 # here would import torch before usage errors are checked (tests/test_config.py holds them equal).
-DEFAULT_PRETRAINED = ("efficientnet_lite0", "efficientnet_lite0_zoo")
+DEFAULT_PRETRAINED = ("efficientnet_lite0", "efficientnet_lite0_zoo", "resnet18_zoo")
+ZOO_NETWORKS = ("efficientnet_lite0_zoo", "resnet18_zoo")
 
 
 @click.command("select")
@@ -28,12 +29,13 @@ DEFAULT_PRETRAINED = ("efficientnet_lite0", "efficientnet_lite0_zoo")
 @click.option("--probe-epochs", default=0, show_default=True, type=click.IntRange(min=0),
               help="Training epochs for each candidate before the pick.")
 @click.option("--pretrained", multiple=True, type=click.Choice(DEFAULT_PRETRAINED),
-              help="Pretrained whole network tried beside the zoo's subnets; repeatable [default: both: "
+              help="Pretrained whole network tried beside the zoo's subnets; repeatable [default: all three: "
                    "efficientnet_lite0 with ImageNet weights, efficientnet_lite0_zoo the same trained further on "
-                   "the zoo's datasets].")
+                   "the zoo's datasets, resnet18_zoo ResNet-18 (28 px) trained on them].")
 @click.option("--zoo-only", is_flag=True, help="Try the zoo's subnets alone (no pretrained whole network).")
 @click.option("--pretrained-size", default=128, show_default=True, type=click.IntRange(min=32),
-              help="Input resolution of the pretrained networks (images are resized to it).")
+              help="Input resolution of the ImageNet network (images are resized to it); the zoo's networks take "
+                   "the resolution they were trained at.")
 @click.option("--export", "export_path", callback=onnx_file, help="Write the chosen model as ONNX here (.onnx).")
 @click.option("--card", "card_path", callback=card_file, help="Model card [<export>.md].")
 @click.option("--metaspace", default="models/metaspace", show_default=True, type=click.Path(),
@@ -41,7 +43,7 @@ DEFAULT_PRETRAINED = ("efficientnet_lite0", "efficientnet_lite0_zoo")
 @click.option("--supernets", default="models/supernets", show_default=True, type=click.Path(),
               help="Folder of the zoo's supernet checkpoints.")
 @click.option("--networks", default="models/pretrained", show_default=True, type=click.Path(),
-              help="Folder of the zoo's whole networks (efficientnet_lite0_zoo.pt, stage pretrain).")
+              help="Folder of the zoo's whole networks (<name>.pt, stage pretrain).")
 @click.option("--register/--no-register", default=True, show_default=True,
               help="Register the exported model in MLflow (ONNX flavour).")
 @click.option("--device", default="cpu", show_default=True, callback=device_name, help="cpu, cuda or cuda:<index>.")
@@ -65,7 +67,7 @@ def select_cmd(dataset, k, max_params, max_macs, max_latency_ms, finetune_epochs
     pretrained = () if zoo_only else (pretrained or DEFAULT_PRETRAINED)
     existing_folder("meta-space", metaspace, "--metaspace", "fetch it with `dvc pull models/metaspace`")
     existing_folder("supernet", supernets, "--supernets", "fetch them with `dvc pull models/supernets`")
-    if "efficientnet_lite0_zoo" in pretrained:
+    if set(pretrained) & set(ZOO_NETWORKS):
         existing_folder("network", networks, "--networks", "fetch it with `dvc pull models/pretrained` (or try "
                 "`--pretrained efficientnet_lite0` alone)")
     if export_path:

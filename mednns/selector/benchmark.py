@@ -23,7 +23,9 @@ Methods (`METHODS`):
 - resnet18_scratch: MedMNIST v2's ResNet-18 (28) from random initialisation;
 - efficientnet_imagenet: ImageNet-pretrained EfficientNet-Lite0 (upsampled input), head fit like a zoo pick;
 - efficientnet_zoo: the same trained further on the zoo's datasets without the target (continual
-  pre-training, `mednns.train.continual`), head fit like a zoo pick.
+  pre-training, `mednns.train.continual`), head fit like a zoo pick;
+- resnet18_zoo: MedMNIST v2's ResNet-18 (28) trained from scratch on the zoo's datasets without the target
+  (the same loop), head fit like a zoo pick.
 
 Zoo and ImageNet picks start with a closed-form head (and BatchNorm statistics) fit on the target;
 scratch networks start from random weights. A pick's query cost is the seconds from the target's
@@ -53,7 +55,7 @@ from mednns.nn.factory import create_model, dataset_model_config, random_like
 from mednns.selector.export import npz_layout
 from mednns.selector.finetune import FinetuneConfig, fit_head
 from mednns.nn.checkpoint import save_network
-from mednns.selector.pretrained import ZOO_NETWORK, is_pretrained, pretrained_net
+from mednns.selector.pretrained import ZOO_NETWORKS, is_pretrained, pretrained_net
 from mednns.train.continual import ContinualConfig, continual_pretrain
 from mednns.selector.selection import SelectConfig, shortlist
 from mednns.data.spec import Task
@@ -66,7 +68,11 @@ from mednns.zoo.store import SubnetStore
 log = logging.getLogger(__name__)
 
 METHODS = ("selector", "selector_zoo", "selector_probe", "selector_val_loss", "metaspace_top1", "logme", "fid_largest",
-           "random", "selector_arch_scratch", "resnet18_scratch", "efficientnet_imagenet", "efficientnet_zoo")
+           "random", "selector_arch_scratch", "resnet18_scratch", "efficientnet_imagenet", "efficientnet_zoo",
+           "resnet18_zoo")
+# Baselines that start from one pretrained network of `mednns.selector.pretrained`, with its head fit.
+PRETRAINED_METHODS = {"efficientnet_imagenet": "efficientnet_lite0", "efficientnet_zoo": "efficientnet_lite0_zoo",
+                      "resnet18_zoo": "resnet18_zoo"}
 # Methods whose pick comes from the selector's shortlist with its pretrained networks among the candidates.
 SHORTLISTING = {"selector", "selector_probe", "selector_val_loss", "selector_arch_scratch"}
 # MedMNIST v2's published ResNet-18 (28) test accuracy after 100 epochs, for reference beside the table.
@@ -88,7 +94,7 @@ class BenchmarkConfig:
     max_val_images: int = 400                  # seeded val subset: the head fits' and kept epoch's judge
     max_test_images: int = 1000                # seeded test subset (MedMNIST metrics on it)
     logme_images: int = 300                    # target train images LogME sees per candidate
-    efficientnet_size: int = 128               # input resolution of the pretrained EfficientNet baselines
+    efficientnet_size: int = 128               # input resolution of the ImageNet EfficientNet baseline
     # Ablations that did not pay (README) run when asked for (`--methods`).
     methods: tuple[str, ...] = tuple(m for m in METHODS if m not in ("selector_probe", "selector_val_loss"))
     k: int = 5                                 # the selector's candidates (as `select.k`)
@@ -203,12 +209,12 @@ def make_picks(target: Target, seed: int, cfg: BenchmarkConfig, ft: FinetuneConf
         torch.manual_seed(seed)
         net = create_model(dataset_model_config("resnet18", ds.spec))
         picks.append(Pick("resnet18_scratch", net, ("resnet18",), 0.0, {"params": _params(net)}))
-    for method, name in (("efficientnet_imagenet", "efficientnet_lite0"), ("efficientnet_zoo", "efficientnet_lite0_zoo")):
+    for method, name in PRETRAINED_METHODS.items():
         if method in methods:
             t0 = time.time()
             torch.manual_seed(seed)
             net = fit_head(pretrained_net(name, ds.spec, cfg.efficientnet_size, store), ds, ft, device)
-            picks.append(Pick(method, net, (name, cfg.efficientnet_size), time.time() - t0, {"params": _params(net)}))
+            picks.append(Pick(method, net, (name, net.cfg.image_size), time.time() - t0, {"params": _params(net)}))
     for p in picks:
         p.info.setdefault("params", _params(p.net))
     return [p for p in picks if p.method in methods]
@@ -298,22 +304,25 @@ NAMES = {"selector": "selector (`mednns select`: zoo subnets + both EfficientNet
          "logme": "LogME over every candidate", "fid_largest": "largest subnet of FID-nearest source",
          "random": "random zoo model", "selector_arch_scratch": "selector's arch, random init",
          "resnet18_scratch": "ResNet-18 from scratch", "efficientnet_imagenet": "EfficientNet-Lite0, ImageNet",
-         "efficientnet_zoo": "EfficientNet-Lite0, ImageNet, then the zoo's datasets"}
+         "efficientnet_zoo": "EfficientNet-Lite0, ImageNet, then the zoo's datasets",
+         "resnet18_zoo": "ResNet-18, trained on the zoo's datasets"}
 
 
-def needs_network(cfg: BenchmarkConfig, selector_cfg: SelectConfig) -> bool:
-    """Whether a method of `cfg` starts from, or chooses among, the zoo's whole network."""
+def needed_networks(cfg: BenchmarkConfig, selector_cfg: SelectConfig) -> list[str]:
+    """The zoo's whole networks that a method of `cfg` starts from, or chooses among."""
     shortlisting = SHORTLISTING & set(cfg.methods)
-    return "efficientnet_zoo" in cfg.methods or bool(shortlisting and ZOO_NETWORK in selector_cfg.pretrained)
+    wanted = {PRETRAINED_METHODS[m] for m in cfg.methods if m in PRETRAINED_METHODS}
+    wanted |= set(selector_cfg.pretrained) if shortlisting else set()
+    return [name for name in ZOO_NETWORKS if name in wanted]
 
 
-def networks_without(folder: str | Path, sources: Callable[[], list[MedDataset]], cfg: ContinualConfig):
-    """A `SubnetStore` networks locator for a target left out of the zoo: the zoo's whole network trained
-    (with `cfg`) on `sources()` alone, the first time it is asked for, into `folder`."""
+def networks_without(folder: str | Path, sources: Callable[[], list[MedDataset]], cfgs: dict[str, ContinualConfig]):
+    """A `SubnetStore` networks locator for a target left out of the zoo: each of the zoo's whole networks
+    trained (with its config in `cfgs`) on `sources()` alone, the first time it is asked for, into `folder`."""
     def locate(name: str) -> Path:
         path = Path(folder) / f"{name}.pt"
-        if name == ZOO_NETWORK and not path.is_file():
-            save_network(path, *continual_pretrain(sources(), cfg))
+        if name in cfgs and not path.is_file():
+            save_network(path, *continual_pretrain(sources(), cfgs[name]))
         return path
     return locate
 

