@@ -8,17 +8,10 @@ from pathlib import Path
 
 from mednns.data import load_prepared
 from mednns.nn.checkpoint import save_network
-from mednns.train.continual import ContinualConfig, continual_pretrain
+from mednns.train.continual import continual_pretrain
 from mednns.utils.io import write_json
-from pipelines.stage import config, datasets, run
-
-# The params.yaml section of each of the zoo's networks (`mednns.selector.pretrained.ZOO_NETWORKS`); dvc.yaml's
-# `pretrain` foreach names the same pairs (tests/test_continual.py holds them equal).
-SECTIONS = {"efficientnet_lite0_zoo": "continual", "resnet18_zoo": "continual_resnet18"}
-
-
-def network_configs(changed: dict | None = None) -> dict[str, ContinualConfig]:
-    return {name: config(section, ContinualConfig, changed) for name, section in SECTIONS.items()}
+from pipelines.networks import SECTIONS, network_configs
+from pipelines.stage import datasets, run
 
 
 def main(argv: list[str]) -> None:

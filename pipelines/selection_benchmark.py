@@ -18,7 +18,7 @@ from mednns.selector.benchmark import (METHODS, BenchmarkConfig, Target, candida
 from mednns.utils.errors import MedNNSError
 from mednns.utils.io import atomic_path, write_json
 from mednns.zoo import BNStats, SubnetStore, ZooConfig, bn_stats_path, read_zoo
-from pipelines.pretrain import SECTIONS as NETWORK_SECTIONS, network_configs
+from pipelines.networks import SECTIONS as NETWORK_SECTIONS, network_configs
 from pipelines.stage import changed_settings, config, datasets, run
 
 SECTIONS = ("benchmark", "finetune", "select", "metaspace", "features", *NETWORK_SECTIONS.values(), "zoo")

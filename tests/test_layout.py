@@ -80,6 +80,7 @@ def stage_commands(dvc_yaml: Path = REPO / "dvc.yaml") -> dict[str, tuple[str, l
     """stage name -> (the `python -m` module its cmd runs, its code deps)."""
     out = {}
     for name, stage in yaml.safe_load(dvc_yaml.read_text())["stages"].items():
+        stage = stage.get("do", stage)  # a foreach stage's body
         m = re.search(r"python -m ([\w.]+)", stage["cmd"])
         assert m, f"stage {name}: cmd does not run `python -m <module>`"
         out[name] = (m.group(1), [d for d in stage.get("deps", []) if "${" not in d])

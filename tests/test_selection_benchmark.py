@@ -189,7 +189,9 @@ def test_the_zoo_networks_are_trained_for_a_left_out_target_only_when_a_method_n
     from mednns.selector.benchmark import needed_networks
 
     imagenet_only = SelectConfig(pretrained=("efficientnet_lite0",))
-    assert needed_networks(BenchmarkConfig(methods=("selector",)), SELECT) == [ZOO_NETWORK, RESNET]
+    assert needed_networks(BenchmarkConfig(methods=("selector",)), SELECT) == [ZOO_NETWORK]
+    with_resnet = SelectConfig(pretrained=(*SELECT.pretrained, RESNET))  # opt-in
+    assert needed_networks(BenchmarkConfig(methods=("selector",)), with_resnet) == [ZOO_NETWORK, RESNET]
     assert needed_networks(BenchmarkConfig(methods=("efficientnet_zoo",)), imagenet_only) == [ZOO_NETWORK]
     assert needed_networks(BenchmarkConfig(methods=("resnet18_zoo", "logme")), imagenet_only) == [RESNET]
     assert needed_networks(BenchmarkConfig(methods=("selector", "resnet18_scratch")), imagenet_only) == []

@@ -12,7 +12,8 @@ from mednns.cli.output import console, figure
 
 # The names of mednns.selector.pretrained.PRETRAINED and SelectConfig's defaults, repeated: importing them
 # here would import torch before usage errors are checked (tests/test_config.py holds them equal).
-DEFAULT_PRETRAINED = ("efficientnet_lite0", "efficientnet_lite0_zoo", "resnet18_zoo")
+PRETRAINED = ("efficientnet_lite0", "efficientnet_lite0_zoo", "resnet18_zoo")
+DEFAULT_PRETRAINED = ("efficientnet_lite0", "efficientnet_lite0_zoo")
 ZOO_NETWORKS = ("efficientnet_lite0_zoo", "resnet18_zoo")
 
 
@@ -28,10 +29,11 @@ ZOO_NETWORKS = ("efficientnet_lite0_zoo", "resnet18_zoo")
               help="Epochs for the chosen model (0: head fit only) [params.yaml finetune.epochs].")
 @click.option("--probe-epochs", default=0, show_default=True, type=click.IntRange(min=0),
               help="Training epochs for each candidate before the pick.")
-@click.option("--pretrained", multiple=True, type=click.Choice(DEFAULT_PRETRAINED),
-              help="Pretrained whole network tried beside the zoo's subnets; repeatable [default: all three: "
-                   "efficientnet_lite0 with ImageNet weights, efficientnet_lite0_zoo the same trained further on "
-                   "the zoo's datasets, resnet18_zoo ResNet-18 (28 px) trained on them].")
+@click.option("--pretrained", multiple=True, type=click.Choice(PRETRAINED),
+              help="Pretrained whole network tried beside the zoo's subnets; repeatable [default: "
+                   "efficientnet_lite0 with ImageNet weights and efficientnet_lite0_zoo, the same trained further "
+                   "on the zoo's datasets; opt-in: resnet18_zoo, ResNet-18 (28 px) trained on them, whose network "
+                   "file `python -m pipelines.pretrain --network resnet18_zoo` writes].")
 @click.option("--zoo-only", is_flag=True, help="Try the zoo's subnets alone (no pretrained whole network).")
 @click.option("--pretrained-size", default=128, show_default=True, type=click.IntRange(min=32),
               help="Input resolution of the ImageNet network (images are resized to it); the zoo's networks take "

@@ -3,8 +3,8 @@
 The zoo's supernets are trained from scratch on a few small MedMNIST sets; an ImageNet-pretrained
 network brings features no such supernet has, and the same network trained further on the zoo's
 datasets (continual pre-training, `mednns.train.continual`) brings both. MedMNIST v2's ResNet-18 (28 px)
-trained on the zoo's datasets is the start for images that small networks at their own resolution suit
-best (BreastMNIST's ultrasound: README, selection benchmark). The selector gives such a candidate the
+trained on the zoo's datasets is an opt-in third (measured on BreastMNIST, no better than ResNet-18 from
+scratch: README, selection benchmark). The selector gives such a candidate the
 same test as a zoo subnet: a head fit on the new dataset, scored on its val split.
 """
 
