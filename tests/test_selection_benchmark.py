@@ -227,3 +227,16 @@ def test_a_later_rerun_of_a_method_replaces_its_runs_in_the_combined_tables():
     assert got.loc[("resnet18_scratch", 0)].tolist() == [0.85, 2] and len(out) == 2 * 2 + 3 + 2
     with pytest.raises(SystemExit, match="dd / selector / seed 0 is in more than one file"):
         combined([runs("selector", [0], 0.8), runs("selector", [0], 0.8)], [])
+
+
+def test_the_combined_tables_can_be_cut_to_some_target_datasets():
+    """`benchmarks.selection_tables --datasets`: extra seeds run for one target are tabled with that target's
+    runs alone, and a name with no runs in the files is a one-line error, not an empty table."""
+    from benchmarks.selection_tables import only
+
+    rows = pd.DataFrame([{"dataset": d, "seed": s, "method": "selector", "epoch": "kept", "test_acc": 0.8}
+                         for d in ("aa", "bb") for s in (0, 1)])
+    assert set(only(rows, ["bb"]).dataset) == {"bb"} and len(only(rows, ["bb"])) == 2
+    assert len(only(rows, [])) == 4
+    with pytest.raises(SystemExit, match="no runs of cc in these files \\(they have aa, bb\\)"):
+        only(rows, ["cc"])
