@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import tiny_config, tiny_dataset
 from mednns.metaspace import FeatureConfig, MetaSpaceConfig, train_metaspace
@@ -14,7 +16,7 @@ from mednns.metaspace.loo import SubnetFeatures
 from mednns.selector import FinetuneConfig, SelectConfig, select
 from mednns.selector.benchmark import (METHODS, BenchmarkConfig, Target, candidates_without, markdown,
                                        networks_without, paired, plot, run_target, summary)
-from mednns.selector.pretrained import ZOO_NETWORKS
+from mednns.selector.pretrained import PRETRAINED, ZOO_NETWORKS
 from mednns.train.continual import ContinualConfig
 from mednns.train.supernet import SupernetTrainer
 from mednns.zoo import BNStats, SubnetStore, ZooConfig, bn_stats_path, build_zoo
@@ -117,6 +119,27 @@ def test_the_val_loss_ablation_picks_the_candidate_with_the_lowest_val_loss(benc
     assert (full.source, full.arch_id) == (ranked.source_dataset[best], ranked.arch_id[best])
     with pytest.raises(MedNNSError, match="unknown pick_by 'loss'"):
         shortlist(target.ds, target.metaspace(0), store, finetune=ft, pick_by="loss")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([0.5, 0.75, 1.0]), st.floats(-3, 3)), min_size=1, max_size=5),
+       st.lists(st.tuples(st.sampled_from(list(PRETRAINED)), st.sampled_from([0.5, 0.75, 1.0])), max_size=3,
+                unique_by=lambda t: t[0]))
+def test_a_tie_on_val_goes_to_a_whole_network_then_to_the_meta_space_ranking(zoo, whole):
+    """On 78 val images candidates often tie; a weaker zoo once tied two subnets with the zoo-trained
+    EfficientNet and the subnet taken ended 6 points lower on test (README)."""
+    from mednns.selector.selection import best_candidate
+
+    rows = [{"source_dataset": "aa", "arch_id": f"z{i}", "predicted_score": score, "probe_val_acc": acc,
+             "probe_val_loss": 1 - acc} for i, (acc, score) in enumerate(zoo)]
+    rows += [{"source_dataset": PRETRAINED[name][1], "arch_id": name, "predicted_score": np.nan,
+              "probe_val_acc": acc, "probe_val_loss": 1 - acc} for name, acc in whole]
+    ranked = pd.DataFrame(rows)
+    for pick_by, top in (("val_acc", ranked.probe_val_acc.max()), ("val_loss", ranked.probe_val_loss.min())):
+        tied = ranked[ranked[f"probe_{pick_by}"] == top]
+        whole_tied = tied[tied.predicted_score.isna()]
+        expected = whole_tied.index[0] if len(whole_tied) else tied.predicted_score.idxmax()
+        assert best_candidate(ranked, pick_by) == expected
 
 
 def test_the_tables_and_the_plot(bench, tmp_path):
