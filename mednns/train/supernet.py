@@ -55,7 +55,7 @@ class SupernetConfig:
     weight_decay: float = 5.0e-5
     label_smoothing: float = 0.1
     random_archs: int = 1             # random archs per step besides the largest and the smallest
-    max_train_per_epoch: int = 8000   # cap on images per epoch, a fresh random subset each epoch (0: all)
+    max_train_per_epoch: int = 4000   # cap on images per epoch, a fresh random subset each epoch (0: all)
     recalib_images: int = 2000        # train images for BatchNorm recalibration before each eval
     monitor_images: int = 500         # after each epoch: recalibration and val subsets of this size (0: all)
     eval_batch_size: int = 512
