@@ -26,7 +26,7 @@ def main(argv: list[str]) -> None:
     name = ds.spec.name
     sel = select(ds, MetaSpace.load(args.metaspace), SubnetStore(args.supernets, cfg.device, networks=args.networks), k=cfg.k,
                  budget=cfg.budget, finetune=finetune, probe_epochs=cfg.probe_epochs, pretrained=cfg.pretrained,
-                 pretrained_size=cfg.pretrained_size, device=cfg.device)
+                 pretrained_size=cfg.pretrained_size, device=cfg.device, subnet_margin=cfg.subnet_margin)
     out = deliver(sel, ds, Path(args.out) / f"{name}.onnx", register=lambda d: register_selection(sel, ds, d))
     uri = out.registered
     write_json(args.metrics, {

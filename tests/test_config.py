@@ -89,6 +89,7 @@ def test_the_select_command_defaults_are_the_select_section():
     options = {p.name: p for p in select_cmd.params}
     cfg = SelectConfig()
     assert options["pretrained_size"].default == cfg.pretrained_size and options["k"].default == cfg.k
+    assert options["subnet_margin"].default == cfg.subnet_margin
     assert DEFAULT_PRETRAINED == cfg.pretrained and set(options["pretrained"].type.choices) >= set(cfg.pretrained)
     assert ZOO_NETWORKS == zoo_networks
 

@@ -38,6 +38,9 @@ ZOO_NETWORKS = ("efficientnet_lite0_zoo", "resnet18_zoo")
 @click.option("--pretrained-size", default=128, show_default=True, type=click.IntRange(min=32),
               help="Input resolution of the ImageNet network (images are resized to it); the zoo's networks take "
                    "the resolution they were trained at.")
+@click.option("--subnet-margin", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="A zoo subnet is picked over the best whole network only if it leads it on val accuracy by more "
+                   "than this many standard errors (0: the best val accuracy).")
 @click.option("--export", "export_path", callback=onnx_file, help="Write the chosen model as ONNX here (.onnx).")
 @click.option("--card", "card_path", callback=card_file, help="Model card [<export>.md].")
 @click.option("--metaspace", default="models/metaspace", show_default=True, type=click.Path(),
@@ -53,7 +56,7 @@ ZOO_NETWORKS = ("efficientnet_lite0_zoo", "resnet18_zoo")
 @task_option
 @classes_option
 def select_cmd(dataset, k, max_params, max_macs, max_latency_ms, finetune_epochs, probe_epochs, pretrained,
-               zoo_only, pretrained_size, export_path, card_path, metaspace, supernets, networks, register, device,
+               zoo_only, pretrained_size, subnet_margin, export_path, card_path, metaspace, supernets, networks, register, device,
                size, task, num_classes) -> None:
     """Pick, fine-tune and export the zoo model for DATASET (an .npz path or a MedMNIST name)."""
     from pathlib import Path
@@ -89,7 +92,7 @@ def select_cmd(dataset, k, max_params, max_macs, max_latency_ms, finetune_epochs
     finetune = FinetuneConfig() if finetune_epochs is None else replace(FinetuneConfig(), epochs=finetune_epochs)
     sel = select(ds, ms, SubnetStore(supernets, device, networks=networks), k=k, budget=budget,
                  finetune=finetune, probe_epochs=probe_epochs, pretrained=pretrained, pretrained_size=pretrained_size,
-                 device=device)
+                 device=device, subnet_margin=subnet_margin)
     table = Table("rank", "source", "arch_id", "predicted", "val loss", "val acc", "params", "MACs", "ms",
                   title=f"{ds.spec.name}: candidates (chosen in bold)")
     for i, row in enumerate(sel.candidates.itertuples()):

@@ -173,7 +173,8 @@ def make_picks(target: Target, seed: int, cfg: BenchmarkConfig, ft: FinetuneConf
     """Each method's starting network for `target` at `seed`; the selector's pretrained candidates are
     `selector_cfg`'s (`params.yaml: select`), as `mednns select` has them."""
     ds, methods, picks, store = target.ds, set(cfg.methods), [], target.store
-    published = {"pretrained": selector_cfg.pretrained, "pretrained_size": selector_cfg.pretrained_size}
+    published = {"pretrained": selector_cfg.pretrained, "pretrained_size": selector_cfg.pretrained_size,
+                 "subnet_margin": selector_cfg.subnet_margin}
     torch.manual_seed(seed)
     if methods & (SHORTLISTING | {"selector_zoo", "metaspace_top1"}):
         ms = target.metaspace(seed)
