@@ -2,19 +2,21 @@
 judges it (the meta-space trained without D, ranking the zoo models of the other sources on D's transfer
 scores: Kendall tau, top-1 and top-5 regret; 3 meta-space seeds):
 
-- `--lever randconv`: the stage's own meta-space (a check that this script judges as the stage does);
-- `--lever indomain`: dataset features from the zoo's own supernets instead of random convolutions: the
+- `randconv`: the stage's own meta-space (a check that this script judges as the stage does; always run,
+  first, as the baseline of the others);
+- `indomain`: dataset features from the zoo's own supernets instead of random convolutions: the
   pooled features of the largest subnet of each supernet other than D's (as the zoo scored it, with its
-  recalibrated BatchNorm statistics) on the same sampled train images; `--lever both` appends the random-
+  recalibrated BatchNorm statistics) on the same sampled train images; `both` appends the random-
   convolution features. They are passed under the random-convolution extractor's id, inside this script only;
-- `--lever class_subsets`: more meta-training tasks, as TANS built them: `--tasks` class subsets of every
+- `class_subsets`: more meta-training tasks, as TANS built them: `--tasks` class subsets of every
   zoo dataset with three or more classes, each a new target with its own features (the random-convolution
   features of its sampled train images) and transfer scores (the zoo's probe, a logistic head on frozen
   features of `--probe-train` train images of those classes, scored on its val images of those classes,
   for every model of another source that has a transfer score on the parent dataset). Leaving D out
   removes D and every task derived from D.
 
-Run (after `make demo`): `python -m benchmarks.metaspace_levers --lever indomain|both|randconv|class_subsets`.
+Run (after `make demo`): `python -m benchmarks.metaspace_levers [--levers indomain,both,class_subsets]
+[--out rows.csv]` (all of them by default; 19 minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -67,28 +69,26 @@ def class_subset_tasks(zoo: pd.DataFrame, randconv: dict[str, DatasetFeatures], 
             val_images, val_labels = z["val_images"], z["val_labels"].reshape(-1)
         train_labels = split.labels.reshape(-1)
         rng = np.random.default_rng([len(parent), split.num_classes, 11])
-        tasks = []
+        tasks = {}  # name -> its classes
         for i in range(n_tasks):
-            k = min(2 + i % 3, split.num_classes - 1)
-            tasks.append(np.sort(rng.choice(split.num_classes, k, replace=False)))
+            classes = np.sort(rng.choice(split.num_classes, min(2 + i % 3, split.num_classes - 1), replace=False))
+            tasks[parent + TASK_SEP + "-".join(map(str, classes))] = classes
         tr = seeded_subset(len(train_labels), probe_train, np.random.default_rng([1, 13]))
         va = seeded_subset(len(val_labels), probe_val, np.random.default_rng([2, 13]))
         cands = zoo[(zoo.target_dataset == parent) & zoo[SCORE].notna()]
         sample_labels = train_labels[randconv[parent].indices]
-        for classes in tasks:
-            name = parent + TASK_SEP + "-".join(map(str, classes))
+        for name, classes in tasks.items():
             keep = np.isin(sample_labels, classes)
             feats[name] = with_features(replace(randconv[parent], dataset=name), randconv[parent].features[keep])
         for row in cands.itertuples(index=False):
             f_tr = subnets(row.source_dataset, row.arch_json, split.images[tr])
             f_va = subnets(row.source_dataset, row.arch_json, val_images[va])
-            for classes in tasks:
+            for name, classes in tasks.items():
                 m_tr, m_va = np.isin(train_labels[tr], classes), np.isin(val_labels[va], classes)
                 y_tr, y_va = np.searchsorted(classes, train_labels[tr][m_tr]), np.searchsorted(classes, val_labels[va][m_va])
                 w, b = fit_logistic_head(f_tr[m_tr], y_tr[:, None], Task.MULTI_CLASS, len(classes))
                 acc = evaluate_scores(y_va[:, None], f_va[m_va] @ w.T + b, Task.MULTI_CLASS)["acc"]
-                rows.append({**row._asdict(), "target_dataset": parent + TASK_SEP + "-".join(map(str, classes)),
-                             SCORE: acc, "transfer_auc": float("nan")})
+                rows.append({**row._asdict(), "target_dataset": name, SCORE: acc, "transfer_auc": float("nan")})
         print(f"{parent}: {len(tasks)} class-subset tasks, {len(cands)} candidates", flush=True)
     return pd.DataFrame(rows), feats
 
@@ -103,11 +103,11 @@ def evaluate_lever(lever: str, zoo: pd.DataFrame, names: list[str], randconv: di
     ev = config("evaluate", EvaluateConfig)
     pooled = {}  # (source, dataset) -> features of the source's largest subnet on the dataset's sample
     if lever in ("indomain", "both"):
+        samples = {d: prepared_train_split(Path(args.data) / d).images[randconv[d].indices] for d in names}
         for s in names:
             arch = largest_subnet(zoo, s)
             for d in names:
-                images = prepared_train_split(Path(args.data) / d).images[randconv[d].indices]
-                pooled[(s, d)] = subnets(s, arch, images)
+                pooled[(s, d)] = subnets(s, arch, samples[d])
     task_feats, train_zoo = {}, zoo
     if lever == "class_subsets":
         task_rows, task_feats = class_subset_tasks(zoo, randconv, subnets, Path(args.data), args.tasks,
